@@ -1,0 +1,36 @@
+# SPDX-License-Identifier: Apache-2.0
+# Quick start (Debian 12, root or sudo):
+#   make demo   set up, build, run the tinysam pipeline, write out/demo-*.png
+#   make test   set up, build, run the whole test suite (what CI runs)
+
+# rustup installs cargo here; a fresh login shell may not have it on PATH yet.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: all setup build demo test test-rust test-python clean
+
+all: build
+
+setup:
+	scripts/setup.sh
+
+# setup ends with `cargo build --release`.
+build: setup
+
+demo: setup
+	scripts/demo.sh
+
+test: setup
+	$(MAKE) --no-print-directory test-rust test-python
+
+test-rust:
+	cargo test --release
+
+# pytest exits with 5 when it collects no tests; that is not a failure here.
+test-python:
+	@if [ -d tools/tests ]; then \
+		.venv/bin/python -m pytest tools/tests -q || [ $$? -eq 5 ]; \
+	fi
+
+clean:
+	cargo clean
+	rm -rf out builddir

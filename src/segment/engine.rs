@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The two ONNX Runtime sessions of a model and the raw calls into them.
+//!
+//! [`Engine::load`] resolves and validates the model files, picks the
+//! execution provider (falling back to the CPU with a warning when the
+//! requested one is not in the loaded ONNX Runtime or fails), and creates
+//! the sessions through [`runtime::session_builder`](super::runtime::session_builder).
+//! The engine is `Send`: it can move to a worker thread, and so can the
+//! [`ImageEmbedding`]s it produces.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+use ndarray::{Array1, Array2, Array3, Array4};
+use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
+use ort::value::{TensorRef, ValueType};
+
+use super::error::Error;
+use super::model::{self, DecoderLayout, GraphSpec, ModelInfo, ModelSource, TensorSpec};
+use super::preprocess::Geometry;
+use super::runtime;
+
+/// Where ONNX Runtime runs the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ExecutionProviderKind {
+    /// The CPU (always available).
+    #[default]
+    Cpu,
+    /// NVIDIA CUDA.
+    Cuda,
+    /// NVIDIA TensorRT, with CUDA for what TensorRT does not take.
+    TensorRt,
+    /// Intel OpenVINO.
+    OpenVino,
+}
+
+impl ExecutionProviderKind {
+    /// The name used in properties and messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutionProviderKind::Cpu => "cpu",
+            ExecutionProviderKind::Cuda => "cuda",
+            ExecutionProviderKind::TensorRt => "tensorrt",
+            ExecutionProviderKind::OpenVino => "openvino",
+        }
+    }
+
+    /// ONNX Runtime's dispatchers for this choice, most preferred first,
+    /// with their availability in the loaded library.
+    fn dispatchers(
+        self,
+    ) -> Vec<(
+        &'static str,
+        Result<bool, String>,
+        ExecutionProviderDispatch,
+    )> {
+        let available = |r: ort::Result<bool>| r.map_err(|e| e.to_string());
+        let cuda = || {
+            (
+                "CUDA",
+                available(ep::CUDA::is_available()),
+                ep::CUDA::default().build().error_on_failure(),
+            )
+        };
+        match self {
+            ExecutionProviderKind::Cpu => Vec::new(),
+            ExecutionProviderKind::Cuda => vec![cuda()],
+            ExecutionProviderKind::TensorRt => vec![
+                (
+                    "TensorRT",
+                    available(ep::TensorRT::is_available()),
+                    ep::TensorRT::default().build().error_on_failure(),
+                ),
+                cuda(),
+            ],
+            ExecutionProviderKind::OpenVino => vec![(
+                "OpenVINO",
+                available(ep::OpenVINO::is_available()),
+                ep::OpenVINO::default().build().error_on_failure(),
+            )],
+        }
+    }
+}
+
+impl fmt::Display for ExecutionProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ExecutionProviderKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Ok(ExecutionProviderKind::Cpu),
+            "cuda" => Ok(ExecutionProviderKind::Cuda),
+            "tensorrt" | "trt" => Ok(ExecutionProviderKind::TensorRt),
+            "openvino" => Ok(ExecutionProviderKind::OpenVino),
+            other => Err(format!(
+                "unknown execution provider `{other}` (expected cpu, cuda, tensorrt or openvino)"
+            )),
+        }
+    }
+}
+
+/// How to run the models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EngineOptions {
+    /// Intra-op threads per session; 0 lets ONNX Runtime choose.
+    pub n_threads: usize,
+    /// The requested execution provider.
+    pub execution_provider: ExecutionProviderKind,
+}
+
+/// An image's embedding and how its frame maps into the model.
+///
+/// Owned and `Send`: it can be computed on one thread and decoded on
+/// another, or kept to decode more prompts later.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageEmbedding {
+    values: Array4<f32>,
+    geometry: Geometry,
+}
+
+impl ImageEmbedding {
+    /// The embedding, `[1, C, h, w]`.
+    pub fn values(&self) -> &Array4<f32> {
+        &self.values
+    }
+
+    /// Frame and model sizes of the image it was computed from.
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+}
+
+/// Decoder inputs for one call (`B` prompts of `N` encoded points each).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DecoderInputs {
+    pub point_coords: Array3<f32>,
+    pub point_labels: Array2<f32>,
+    pub mask_input: Array4<f32>,
+    pub has_mask_input: Array1<f32>,
+}
+
+/// Decoder outputs of one call.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct DecoderOutputs {
+    pub batch: usize,
+    pub mask_count: usize,
+    /// `[batch, mask_count]`, row major.
+    pub ious: Vec<f32>,
+    /// `[batch, mask_count, low_h, low_w]`, row major.
+    pub masks: Vec<f32>,
+}
+
+/// The loaded model: two sessions and what the core knows about them.
+pub struct Engine {
+    encoder: Session,
+    decoder: Session,
+    info: ModelInfo,
+    provider: ExecutionProviderKind,
+    decoder_run_options: RunOptions<HasSelectedOutputs>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("info", &self.info)
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
+    }
+}
+
+const IOU_OUTPUT: &str = "iou_predictions";
+const LOW_RES_OUTPUT: &str = "low_res_masks";
+
+impl Engine {
+    /// Loads and validates the model of `source`. Returns warnings (no
+    /// metadata, execution provider fallback) for the caller to report.
+    pub fn load(
+        source: &ModelSource,
+        options: &EngineOptions,
+    ) -> Result<(Engine, Vec<String>), Error> {
+        let (files, mut warnings) = model::resolve_files(source)?;
+        runtime::ensure_loaded()?;
+        let mut provider = options.execution_provider;
+        let eps = usable_providers(provider, &mut warnings);
+        if eps.is_empty() {
+            provider = ExecutionProviderKind::Cpu;
+        }
+        let (encoder, enc_fell_back) = create_session(
+            "encoder model",
+            &files.encoder,
+            options.n_threads,
+            &eps,
+            &mut warnings,
+        )?;
+        // When the provider failed for the encoder, do not try it again.
+        let eps = if enc_fell_back { Vec::new() } else { eps };
+        let (decoder, dec_fell_back) = create_session(
+            "decoder model",
+            &files.decoder,
+            options.n_threads,
+            &eps,
+            &mut warnings,
+        )?;
+        if enc_fell_back {
+            provider = ExecutionProviderKind::Cpu;
+        } else if dec_fell_back && provider != ExecutionProviderKind::Cpu {
+            warnings.push(format!(
+                "the decoder runs on the CPU, the encoder on {provider}"
+            ));
+        }
+        let info = model::validate(&files, &graph_spec(&encoder), &graph_spec(&decoder))?;
+        let selector = OutputSelector::no_default()
+            .with(IOU_OUTPUT)
+            .with(LOW_RES_OUTPUT);
+        let decoder_run_options = RunOptions::new()
+            .map_err(|e| Error::Inference {
+                stage: "creating decoder run options",
+                reason: e.to_string(),
+            })?
+            .with_outputs(selector);
+        Ok((
+            Engine {
+                encoder,
+                decoder,
+                info,
+                provider,
+                decoder_run_options,
+            },
+            warnings,
+        ))
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The execution provider actually in use for the encoder.
+    pub fn execution_provider(&self) -> ExecutionProviderKind {
+        self.provider
+    }
+
+    /// Runs the encoder on a pre-processed `[1, 3, S, S]` tensor.
+    pub fn encode(
+        &mut self,
+        tensor: &Array4<f32>,
+        geometry: Geometry,
+    ) -> Result<ImageEmbedding, Error> {
+        let stage = "image encoder";
+        let fail = |e: ort::Error| Error::Inference {
+            stage,
+            reason: e.to_string(),
+        };
+        let input = TensorRef::from_array_view(tensor.view()).map_err(fail)?;
+        let outputs = self
+            .encoder
+            .run(ort::inputs![self.info.encoder_input.as_str() => input])
+            .map_err(fail)?;
+        let value = outputs
+            .get(self.info.encoder_output.as_str())
+            .ok_or_else(|| Error::Output {
+                stage,
+                reason: format!("no output `{}`", self.info.encoder_output),
+            })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::Output {
+                stage,
+                reason: e.to_string(),
+            })?;
+        let (c, h, w) = self.info.embedding;
+        if shape.as_ref() != [1, c as i64, h as i64, w as i64] {
+            return Err(Error::Output {
+                stage,
+                reason: format!("embedding shape {shape:?}, expected [1, {c}, {h}, {w}]"),
+            });
+        }
+        let values =
+            Array4::from_shape_vec((1, c, h, w), data.to_vec()).map_err(|e| Error::Output {
+                stage,
+                reason: e.to_string(),
+            })?;
+        Ok(ImageEmbedding { values, geometry })
+    }
+
+    /// Runs the decoder once. The SAM layout also gets the frame size
+    /// (height, width) as `orig_im_size`.
+    pub(crate) fn decode(
+        &mut self,
+        embedding: &ImageEmbedding,
+        inputs: &DecoderInputs,
+    ) -> Result<DecoderOutputs, Error> {
+        let stage = "mask decoder";
+        let fail = |e: ort::Error| Error::Inference {
+            stage,
+            reason: e.to_string(),
+        };
+        let batch = inputs.point_coords.shape().first().copied().unwrap_or(0);
+        let g = embedding.geometry();
+        let orig_size = Array1::from(vec![g.frame_height as f32, g.frame_width as f32]);
+        let mut feed = ort::inputs![
+            "image_embeddings" => TensorRef::from_array_view(embedding.values().view()).map_err(fail)?,
+            "point_coords" => TensorRef::from_array_view(inputs.point_coords.view()).map_err(fail)?,
+            "point_labels" => TensorRef::from_array_view(inputs.point_labels.view()).map_err(fail)?,
+            "mask_input" => TensorRef::from_array_view(inputs.mask_input.view()).map_err(fail)?,
+            "has_mask_input" => TensorRef::from_array_view(inputs.has_mask_input.view()).map_err(fail)?,
+        ];
+        if self.info.decoder_layout == DecoderLayout::Sam {
+            feed.push((
+                "orig_im_size".into(),
+                TensorRef::from_array_view(orig_size.view())
+                    .map_err(fail)?
+                    .into(),
+            ));
+        }
+        let outputs = self
+            .decoder
+            .run_with_options(feed, &self.decoder_run_options)
+            .map_err(fail)?;
+        let extract = |name: &str| -> Result<(Vec<i64>, Vec<f32>), Error> {
+            let value = outputs.get(name).ok_or_else(|| Error::Output {
+                stage,
+                reason: format!("no output `{name}`"),
+            })?;
+            let (shape, data) = value
+                .try_extract_tensor::<f32>()
+                .map_err(|e| Error::Output {
+                    stage,
+                    reason: format!("`{name}`: {e}"),
+                })?;
+            Ok((shape.to_vec(), data.to_vec()))
+        };
+        let (iou_shape, ious) = extract(IOU_OUTPUT)?;
+        let (mask_shape, masks) = extract(LOW_RES_OUTPUT)?;
+        let (lh, lw) = self.info.low_res_size;
+        let mask_count = iou_shape
+            .get(1)
+            .and_then(|&m| usize::try_from(m).ok())
+            .unwrap_or(0);
+        let batch_i = batch as i64;
+        let m = mask_count as i64;
+        if iou_shape != [batch_i, m]
+            || mask_shape != [batch_i, m, lh as i64, lw as i64]
+            || mask_count == 0
+        {
+            return Err(Error::Output {
+                stage,
+                reason: format!(
+                    "{IOU_OUTPUT} {iou_shape:?} and {LOW_RES_OUTPUT} {mask_shape:?} do not fit \
+                     {batch} prompt(s) with [{batch}, M] and [{batch}, M, {lh}, {lw}]"
+                ),
+            });
+        }
+        Ok(DecoderOutputs {
+            batch,
+            mask_count,
+            ious,
+            masks,
+        })
+    }
+}
+
+/// The providers of `kind` that the loaded library has; warns about the rest.
+fn usable_providers(
+    kind: ExecutionProviderKind,
+    warnings: &mut Vec<String>,
+) -> Vec<ExecutionProviderDispatch> {
+    let mut usable = Vec::new();
+    for (name, available, dispatch) in kind.dispatchers() {
+        match available {
+            Ok(true) => usable.push(dispatch),
+            Ok(false) => warnings.push(format!(
+                "execution provider {name} (requested: {kind}) is not in the loaded ONNX Runtime"
+            )),
+            Err(e) => warnings.push(format!("could not query execution provider {name}: {e}")),
+        }
+    }
+    if usable.is_empty() && kind != ExecutionProviderKind::Cpu {
+        warnings.push(format!(
+            "execution provider {kind} is unavailable; running on the CPU"
+        ));
+    }
+    usable
+}
+
+/// Creates a session on `eps` (CPU when empty). When the providers fail,
+/// retries on the CPU and says so; returns whether it fell back.
+fn create_session(
+    what: &'static str,
+    path: &Path,
+    n_threads: usize,
+    eps: &[ExecutionProviderDispatch],
+    warnings: &mut Vec<String>,
+) -> Result<(Session, bool), Error> {
+    let onnx_error = |e: ort::Error| Error::Onnx {
+        what,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    if !eps.is_empty() {
+        let attempt = runtime::session_builder(n_threads)?
+            .with_execution_providers(eps)
+            .map_err(|e| e.to_string())
+            .and_then(|mut b| b.commit_from_file(path).map_err(|e| e.to_string()));
+        match attempt {
+            Ok(session) => return Ok((session, false)),
+            Err(reason) => warnings.push(format!(
+                "{what} {}: the requested execution provider failed ({reason}); running on the CPU",
+                path.display()
+            )),
+        }
+    }
+    let session = runtime::session_builder(n_threads)?
+        .commit_from_file(path)
+        .map_err(onnx_error)?;
+    Ok((session, !eps.is_empty()))
+}
+
+/// The inputs and outputs a session reports.
+fn graph_spec(session: &Session) -> GraphSpec {
+    let spec = |name: &str, dtype: &ValueType| match dtype {
+        ValueType::Tensor {
+            ty,
+            shape,
+            dimension_symbols,
+        } => TensorSpec {
+            name: name.to_owned(),
+            element: ty.to_string(),
+            dims: shape.to_vec(),
+            symbols: dimension_symbols.to_vec(),
+        },
+        ValueType::Sequence(_) => TensorSpec::new(name, "sequence", &[]),
+        ValueType::Map { .. } => TensorSpec::new(name, "map", &[]),
+        ValueType::Optional(_) => TensorSpec::new(name, "optional", &[]),
+    };
+    GraphSpec {
+        inputs: session
+            .inputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect(),
+        outputs: session
+            .outputs()
+            .iter()
+            .map(|o| spec(o.name(), o.dtype()))
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_names_parse() {
+        for kind in [
+            ExecutionProviderKind::Cpu,
+            ExecutionProviderKind::Cuda,
+            ExecutionProviderKind::TensorRt,
+            ExecutionProviderKind::OpenVino,
+        ] {
+            assert_eq!(kind.name().parse::<ExecutionProviderKind>(), Ok(kind));
+        }
+        assert!("gpu".parse::<ExecutionProviderKind>().is_err());
+    }
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn engine_and_embedding_can_move_between_threads() {
+        assert_send::<Engine>();
+        assert_send::<ImageEmbedding>();
+    }
+}

@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Drawing masks into frames, in place.
+//!
+//! Each object gets a colour from a fixed palette by its id, blended over
+//! its mask pixels with `alpha`; with `outline`, the mask's boundary pixels
+//! (set pixels with an unset 4-neighbour) are drawn opaque.
+//!
+//! Pixels outside every mask are never written. In I420 and NV12 frames
+//! that holds for luma; a chroma sample is shared by a 2x2 block of pixels,
+//! so it is blended in proportion to the block's mask coverage, and only
+//! samples whose block has no mask pixel are left untouched.
+
+use super::frame::{FrameViewMut, PixelFormat};
+use super::mask::BitMask;
+use super::segmenter::SegmentedObject;
+
+/// Distinct, saturated colours (RGB), cycled by object id.
+pub const PALETTE: [[u8; 3]; 12] = [
+    [230, 25, 75],
+    [60, 180, 75],
+    [0, 130, 200],
+    [255, 225, 25],
+    [245, 130, 48],
+    [145, 30, 180],
+    [70, 240, 240],
+    [240, 50, 230],
+    [210, 245, 60],
+    [250, 190, 190],
+    [0, 128, 128],
+    [170, 110, 40],
+];
+
+/// The colour of object `id`.
+pub fn palette_color(id: usize) -> [u8; 3] {
+    PALETTE
+        .get(id % PALETTE.len())
+        .copied()
+        .unwrap_or([255, 255, 255])
+}
+
+/// How masks are drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OverlayStyle {
+    /// Opacity of the fill, 0 (invisible) to 1 (opaque).
+    pub alpha: f32,
+    /// Whether to draw the mask's boundary pixels opaque.
+    pub outline: bool,
+}
+
+impl Default for OverlayStyle {
+    fn default() -> Self {
+        OverlayStyle {
+            alpha: 0.5,
+            outline: true,
+        }
+    }
+}
+
+/// Full weight of the fixed-point blend.
+const ONE: u32 = 256;
+
+#[inline]
+fn blend(dst: &mut u8, color: u8, weight: u32) {
+    let weight = weight.min(ONE);
+    let value = (u32::from(*dst) * (ONE - weight) + u32::from(color) * weight + ONE / 2) / ONE;
+    *dst = value.min(255) as u8;
+}
+
+/// Blend weights of a mask's pixels for one style.
+struct Weights<'m> {
+    mask: &'m BitMask,
+    fill: u32,
+    outline: bool,
+}
+
+impl Weights<'_> {
+    /// Weight of frame pixel (x, y): 0 outside the mask.
+    #[inline]
+    fn at(&self, x: u32, y: u32) -> u32 {
+        if !self.mask.contains(x, y) {
+            return 0;
+        }
+        if self.outline && self.is_boundary(x, y) {
+            ONE
+        } else {
+            self.fill
+        }
+    }
+
+    fn is_boundary(&self, x: u32, y: u32) -> bool {
+        let m = self.mask;
+        let unset = |dx: i64, dy: i64| {
+            let (nx, ny) = (i64::from(x) + dx, i64::from(y) + dy);
+            match (u32::try_from(nx), u32::try_from(ny)) {
+                (Ok(nx), Ok(ny)) => !m.contains(nx, ny),
+                _ => true,
+            }
+        };
+        unset(-1, 0) || unset(1, 0) || unset(0, -1) || unset(0, 1)
+    }
+}
+
+/// Draws every object with its palette colour.
+pub fn draw_objects(
+    frame: &mut FrameViewMut<'_>,
+    objects: &[SegmentedObject],
+    style: &OverlayStyle,
+) {
+    for object in objects {
+        draw_mask(frame, &object.mask, palette_color(object.id), style);
+    }
+}
+
+/// Draws one mask in `color` (RGB).
+pub fn draw_mask(
+    frame: &mut FrameViewMut<'_>,
+    mask: &BitMask,
+    color: [u8; 3],
+    style: &OverlayStyle,
+) {
+    let alpha = if style.alpha.is_nan() {
+        0.0
+    } else {
+        style.alpha.clamp(0.0, 1.0)
+    };
+    let weights = Weights {
+        mask,
+        fill: (alpha * ONE as f32).round() as u32,
+        outline: style.outline,
+    };
+    // The part of the mask's box inside the frame.
+    let x_end = mask.x().saturating_add(mask.width()).min(frame.width());
+    let y_end = mask.y().saturating_add(mask.height()).min(frame.height());
+    if mask.x() >= x_end || mask.y() >= y_end {
+        return;
+    }
+    let (xs, ys) = (mask.x()..x_end, mask.y()..y_end);
+    match frame.format().packed_layout() {
+        Some(layout) => {
+            for y in ys {
+                let Some(row) = frame.row_mut(0, y as usize) else {
+                    break;
+                };
+                for x in xs.clone() {
+                    let weight = weights.at(x, y);
+                    if weight == 0 {
+                        continue;
+                    }
+                    let at = x as usize * layout.bytes_per_pixel;
+                    for (offset, channel) in [layout.red, layout.green, layout.blue]
+                        .into_iter()
+                        .zip(color)
+                    {
+                        if let Some(byte) = row.get_mut(at + offset) {
+                            blend(byte, channel, weight);
+                        }
+                    }
+                }
+            }
+        }
+        None => draw_yuv(frame, &weights, color, xs, ys),
+    }
+}
+
+fn draw_yuv(
+    frame: &mut FrameViewMut<'_>,
+    weights: &Weights<'_>,
+    color: [u8; 3],
+    xs: std::ops::Range<u32>,
+    ys: std::ops::Range<u32>,
+) {
+    let [luma, u, v] = frame.colorimetry().rgb_to_yuv(color);
+    let (width, height) = (frame.width(), frame.height());
+    for y in ys.clone() {
+        let Some(row) = frame.row_mut(0, y as usize) else {
+            break;
+        };
+        for x in xs.clone() {
+            let weight = weights.at(x, y);
+            if weight > 0
+                && let Some(byte) = row.get_mut(x as usize)
+            {
+                blend(byte, luma, weight);
+            }
+        }
+    }
+    // Chroma: the mean weight of each sample's 2x2 block.
+    let chroma_weight = |cx: u32, cy: u32| {
+        let (mut sum, mut pixels) = (0u32, 0u32);
+        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+            let (x, y) = (2 * cx + dx, 2 * cy + dy);
+            if x < width && y < height {
+                sum += weights.at(x, y);
+                pixels += 1;
+            }
+        }
+        (sum + pixels / 2).checked_div(pixels).unwrap_or(0)
+    };
+    let cxs = xs.start / 2..xs.end.div_ceil(2);
+    for cy in ys.start / 2..ys.end.div_ceil(2) {
+        match frame.format() {
+            PixelFormat::I420 => {
+                let Some((u_row, v_row)) = frame.i420_chroma_rows_mut(cy as usize) else {
+                    break;
+                };
+                for cx in cxs.clone() {
+                    let weight = chroma_weight(cx, cy);
+                    if weight == 0 {
+                        continue;
+                    }
+                    if let (Some(ub), Some(vb)) =
+                        (u_row.get_mut(cx as usize), v_row.get_mut(cx as usize))
+                    {
+                        blend(ub, u, weight);
+                        blend(vb, v, weight);
+                    }
+                }
+            }
+            PixelFormat::Nv12 => {
+                let Some(uv_row) = frame.row_mut(1, cy as usize) else {
+                    break;
+                };
+                for cx in cxs.clone() {
+                    let weight = chroma_weight(cx, cy);
+                    if weight == 0 {
+                        continue;
+                    }
+                    let at = 2 * cx as usize;
+                    if let Some([ub, vb]) = uv_row.get_mut(at..at + 2) {
+                        blend(ub, u, weight);
+                        blend(vb, v, weight);
+                    }
+                }
+            }
+            _ => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FORMATS: [PixelFormat; 8] = [
+        PixelFormat::Rgba,
+        PixelFormat::Bgra,
+        PixelFormat::Rgbx,
+        PixelFormat::Bgrx,
+        PixelFormat::Rgb,
+        PixelFormat::Bgr,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+    ];
+
+    /// Planes of a `w x h` frame with 3 bytes of stride padding, filled
+    /// with a deterministic pattern.
+    fn planes(format: PixelFormat, w: u32, h: u32) -> (Vec<Vec<u8>>, Vec<usize>) {
+        let mut planes = Vec::new();
+        let mut strides = Vec::new();
+        for p in 0..format.plane_count() {
+            let (row_bytes, rows) = format.plane_size(p, w, h).unwrap();
+            let stride = row_bytes + 3;
+            planes.push((0..stride * rows).map(|i| (i * 7 + p * 13) as u8).collect());
+            strides.push(stride);
+        }
+        (planes, strides)
+    }
+
+    fn ring(x: u32, y: u32) -> bool {
+        // A ring with a hole, touching the box edges.
+        let (dx, dy) = (x as i32 - 6, y as i32 - 5);
+        let d = dx * dx + dy * dy;
+        (9..=30).contains(&d)
+    }
+
+    #[test]
+    fn pixels_outside_masks_stay_untouched_in_every_format() {
+        let (w, h) = (17u32, 13u32);
+        // Box at (3, 2), 13x11, clipped by the frame on the right.
+        let mask = BitMask::from_fn(3, 2, 15, 11, ring);
+        let inside = |x: u32, y: u32| mask.contains(x, y);
+        for format in FORMATS {
+            for style in [
+                OverlayStyle {
+                    alpha: 0.5,
+                    outline: true,
+                },
+                OverlayStyle {
+                    alpha: 1.0,
+                    outline: false,
+                },
+            ] {
+                let (original, strides) = planes(format, w, h);
+                let mut drawn = original.clone();
+                {
+                    let slices: Vec<&mut [u8]> = drawn.iter_mut().map(Vec::as_mut_slice).collect();
+                    let mut frame = FrameViewMut::new(format, w, h, slices, &strides).unwrap();
+                    draw_mask(&mut frame, &mask, [250, 10, 10], &style);
+                }
+                let mut changed_inside = 0;
+                for (p, (before, after)) in original.iter().zip(&drawn).enumerate() {
+                    let (row_bytes, _) = format.plane_size(p, w, h).unwrap();
+                    for (i, (b, a)) in before.iter().zip(after).enumerate() {
+                        let (row, col) = (i / strides[p], i % strides[p]);
+                        let touched = a != b;
+                        if col >= row_bytes {
+                            assert!(!touched, "{format}: stride padding of plane {p} written");
+                            continue;
+                        }
+                        let allowed = match (format.packed_layout(), p) {
+                            (Some(layout), _) => {
+                                let (x, channel) =
+                                    (col / layout.bytes_per_pixel, col % layout.bytes_per_pixel);
+                                channel != 3 && inside(x as u32, row as u32)
+                            }
+                            (None, 0) => inside(col as u32, row as u32),
+                            (None, _) => {
+                                let cx = if format == PixelFormat::Nv12 {
+                                    col / 2
+                                } else {
+                                    col
+                                } as u32;
+                                let cy = row as u32;
+                                [(0, 0), (1, 0), (0, 1), (1, 1)]
+                                    .iter()
+                                    .any(|(dx, dy)| inside(2 * cx + dx, 2 * cy + dy))
+                            }
+                        };
+                        assert!(
+                            allowed || !touched,
+                            "{format} plane {p}: byte {col} of row {row} written"
+                        );
+                        changed_inside += usize::from(touched);
+                    }
+                }
+                assert!(changed_inside > 0, "{format}: nothing drawn");
+            }
+        }
+    }
+
+    #[test]
+    fn opaque_fill_and_outline_use_the_exact_colour() {
+        let mask = BitMask::from_fn(1, 1, 3, 3, |_, _| true);
+        let mut data = vec![0u8; 5 * 5 * 4];
+        {
+            let mut frame = FrameViewMut::packed(PixelFormat::Bgrx, 5, 5, &mut data, 20).unwrap();
+            draw_mask(
+                &mut frame,
+                &mask,
+                [10, 20, 30],
+                &OverlayStyle {
+                    alpha: 0.0,
+                    outline: true,
+                },
+            );
+        }
+        let pixel = |x: usize, y: usize| &data[(y * 5 + x) * 4..(y * 5 + x) * 4 + 4];
+        // Boundary pixels opaque, the centre untouched by a zero alpha.
+        assert_eq!(pixel(1, 1), [30, 20, 10, 0]);
+        assert_eq!(pixel(3, 2), [30, 20, 10, 0]);
+        assert_eq!(pixel(2, 2), [0, 0, 0, 0]);
+        assert_eq!(pixel(0, 0), [0, 0, 0, 0]);
+
+        let mut rgb = vec![100u8; 2 * 2 * 3];
+        {
+            let mut frame = FrameViewMut::packed(PixelFormat::Rgb, 2, 2, &mut rgb, 6).unwrap();
+            let all = BitMask::from_fn(0, 0, 2, 2, |_, _| true);
+            draw_mask(
+                &mut frame,
+                &all,
+                [200, 0, 100],
+                &OverlayStyle {
+                    alpha: 0.5,
+                    outline: false,
+                },
+            );
+        }
+        assert_eq!(&rgb[..3], [150, 50, 100]);
+    }
+
+    #[test]
+    fn palette_cycles_by_id() {
+        assert_eq!(palette_color(0), PALETTE[0]);
+        assert_eq!(palette_color(PALETTE.len() + 2), PALETTE[2]);
+        assert_ne!(palette_color(0), palette_color(1));
+    }
+}

@@ -1,0 +1,754 @@
+// SPDX-License-Identifier: Apache-2.0
+//! From decoder logits to an object: mask selection, SAM's upscaling
+//! evaluated only where the object is, threshold, box, area and stability.
+//!
+//! SAM upscales low-res logits (`4h x 4w`) bilinearly to `S x S`
+//! (`align_corners=False`, half-pixel centres, no antialias, as
+//! `torch.nn.functional.interpolate`), crops the un-padded `resized` part,
+//! and upscales that bilinearly to the frame size. Both steps are separable,
+//! so a frame pixel depends on at most 2x2 model-grid values, each on at most
+//! 2x2 low-res cells. [`MaskUpscaler`] evaluates that composition only for
+//! the frame pixels whose low-res neighbourhood holds a logit above
+//! `threshold - STABILITY_OFFSET`: every other pixel is a convex combination
+//! of lower values, so it is below the threshold and below both stability
+//! thresholds. Results are identical to the full two-step upscaling, without
+//! ever holding a frame-sized float mask.
+
+use std::fmt;
+use std::str::FromStr;
+
+use super::mask::{BitMask, BitWriter};
+use super::preprocess::Geometry;
+
+/// SAM's default mask threshold (on logits).
+pub const DEFAULT_MASK_THRESHOLD: f32 = 0.0;
+/// SAM's stability-score offset.
+pub const STABILITY_OFFSET: f32 = 1.0;
+/// Low-res cells added around the object's cells before mapping the region
+/// to the frame (guards against rounding at the region's edge).
+const REGION_MARGIN: usize = 2;
+
+/// Which of a prompt's output masks to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MaskSelection {
+    /// TinySAM's rule: the best multimask output (1..) by predicted IoU,
+    /// for every prompt.
+    TinySam,
+    /// SAM's rule: the best multimask output for a single point without a
+    /// box; the single-mask output (0) otherwise.
+    Sam,
+    /// Always this output index.
+    Output(usize),
+}
+
+impl MaskSelection {
+    /// The rule named in `model.json` (`"tinysam"` or `"sam"`).
+    pub fn from_rule_name(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "tinysam" => Some(MaskSelection::TinySam),
+            "sam" => Some(MaskSelection::Sam),
+            _ => None,
+        }
+    }
+
+    /// The index to keep among outputs with predicted IoUs `ious`.
+    ///
+    /// Output 0 is the single-mask output and 1.. the multimask outputs, as
+    /// in SAM; a model with one output always gives 0. `None` when there are
+    /// no outputs or a fixed index does not exist.
+    pub fn choose(self, ious: &[f32], single_point: bool) -> Option<usize> {
+        let count = ious.len();
+        if count <= 1 {
+            return (count == 1 && !matches!(self, MaskSelection::Output(i) if i > 0)).then_some(0);
+        }
+        let best_multimask = || {
+            (1..count).max_by(|&a, &b| {
+                let (x, y) = (ious.get(a).copied(), ious.get(b).copied());
+                // Ties keep the lower index, as argmax does; NaN loses.
+                x.partial_cmp(&y)
+                    .unwrap_or(if x.is_some_and(f32::is_nan) {
+                        std::cmp::Ordering::Less
+                    } else {
+                        std::cmp::Ordering::Greater
+                    })
+                    .then(b.cmp(&a))
+            })
+        };
+        match self {
+            MaskSelection::TinySam => best_multimask(),
+            MaskSelection::Sam if single_point => best_multimask(),
+            MaskSelection::Sam => Some(0),
+            MaskSelection::Output(i) => (i < count).then_some(i),
+        }
+    }
+}
+
+impl fmt::Display for MaskSelection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MaskSelection::TinySam => f.write_str("tinysam"),
+            MaskSelection::Sam => f.write_str("sam"),
+            MaskSelection::Output(i) => write!(f, "{i}"),
+        }
+    }
+}
+
+impl FromStr for MaskSelection {
+    type Err = String;
+
+    /// `tinysam`, `sam`, or an output index such as `0`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(rule) = Self::from_rule_name(s) {
+            return Ok(rule);
+        }
+        s.trim()
+            .parse::<usize>()
+            .map(MaskSelection::Output)
+            .map_err(|_| {
+                format!(
+                    "unknown mask selection `{s}` (expected `tinysam`, `sam` or an output index)"
+                )
+            })
+    }
+}
+
+/// One object's mask at frame resolution, with its statistics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskResult {
+    /// The mask cropped to the tight box of its pixels (empty when none).
+    pub mask: BitMask,
+    /// Pixels above the threshold.
+    pub area: u64,
+    /// SAM's stability score: pixels above `t + 1` / pixels above `t - 1`
+    /// (0 when none is above `t - 1`).
+    pub stability: f32,
+}
+
+/// Why logits could not be upscaled.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpscaleError {
+    #[error("low-res logits hold {len} values, not {height}x{width}")]
+    LogitsSize {
+        len: usize,
+        height: usize,
+        width: usize,
+    },
+    #[error("resized size {resized_width}x{resized_height} exceeds the {input_size} model input")]
+    Geometry {
+        resized_width: u32,
+        resized_height: u32,
+        input_size: u32,
+    },
+}
+
+/// One output sample of a 1-D linear interpolation: two source indices and
+/// their weights.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Tap {
+    i0: usize,
+    i1: usize,
+    w0: f32,
+    w1: f32,
+}
+
+/// The taps of `torch.nn.functional.interpolate(mode="bilinear",
+/// align_corners=False)` along one axis, in its float arithmetic.
+fn linear_taps(in_size: usize, out_size: usize) -> Vec<Tap> {
+    if in_size == out_size {
+        return (0..out_size)
+            .map(|i| Tap {
+                i0: i,
+                i1: i,
+                w0: 1.0,
+                w1: 0.0,
+            })
+            .collect();
+    }
+    let scale = in_size as f32 / out_size as f32;
+    let last = in_size.saturating_sub(1);
+    (0..out_size)
+        .map(|i| {
+            let src = (scale * (i as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (src.floor() as usize).min(last);
+            let lambda = (src - i0 as f32).clamp(0.0, 1.0);
+            Tap {
+                i0,
+                i1: if i0 < last { i0 + 1 } else { i0 },
+                w0: 1.0 - lambda,
+                w1: lambda,
+            }
+        })
+        .collect()
+}
+
+/// The two interpolation steps along one axis.
+#[derive(Debug, Clone, PartialEq)]
+struct AxisTaps {
+    /// (frame, resized, input size, low-res) sizes these taps are for.
+    key: (usize, usize, usize, usize),
+    /// Frame index -> model-grid indices (crop: model index = resized index).
+    frame: Vec<Tap>,
+    /// Model-grid index -> low-res indices.
+    model: Vec<Tap>,
+}
+
+impl AxisTaps {
+    fn new(key: (usize, usize, usize, usize)) -> Self {
+        let (frame, resized, input, low) = key;
+        AxisTaps {
+            key,
+            frame: linear_taps(resized, frame),
+            model: linear_taps(low, input),
+        }
+    }
+
+    /// Lowest and highest low-res index frame index `f` depends on.
+    fn low_res_span(&self, f: usize) -> Option<(usize, usize)> {
+        let t = self.frame.get(f)?;
+        Some((self.model.get(t.i0)?.i0, self.model.get(t.i1)?.i1))
+    }
+
+    /// Highest low-res index any frame index depends on.
+    fn last_low_res(&self) -> Option<usize> {
+        self.low_res_span(self.frame.len().checked_sub(1)?)
+            .map(|(_, hi)| hi)
+    }
+
+    /// Frame indices whose low-res span meets `lo..=hi`.
+    fn frame_range(&self, lo: usize, hi: usize) -> Option<(usize, usize)> {
+        let meets = |f: usize| {
+            self.low_res_span(f)
+                .is_some_and(|(a, b)| b >= lo && a <= hi)
+        };
+        let first = (0..self.frame.len()).find(|&f| meets(f))?;
+        let last = (first..self.frame.len()).rev().find(|&f| meets(f))?;
+        Some((first, last))
+    }
+}
+
+/// Model-grid rows (at the region's frame columns) computed on demand; a
+/// frame row needs two, and consecutive frame rows mostly share them.
+#[derive(Debug, Default)]
+struct RowCache {
+    keys: [Option<usize>; 2],
+    rows: [Vec<f32>; 2],
+}
+
+impl RowCache {
+    fn clear(&mut self) {
+        self.keys = [None, None];
+    }
+
+    /// Slots of model rows `a0` and `a1`, filling missing ones with `fill`.
+    fn slots(
+        &mut self,
+        a0: usize,
+        a1: usize,
+        fill: &mut impl FnMut(usize, &mut Vec<f32>),
+    ) -> (usize, usize) {
+        let slot0 = self.slot(a0, None, fill);
+        let slot1 = self.slot(a1, Some(slot0), fill);
+        (slot0, slot1)
+    }
+
+    fn slot(
+        &mut self,
+        a: usize,
+        keep: Option<usize>,
+        fill: &mut impl FnMut(usize, &mut Vec<f32>),
+    ) -> usize {
+        if let Some(s) = self.keys.iter().position(|&k| k == Some(a)) {
+            return s;
+        }
+        let s = if keep == Some(0) { 1 } else { 0 };
+        if let (Some(row), Some(key)) = (self.rows.get_mut(s), self.keys.get_mut(s)) {
+            fill(a, row);
+            *key = Some(a);
+        }
+        s
+    }
+
+    fn row(&self, slot: usize) -> &[f32] {
+        self.rows.get(slot).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Upscales low-res logits to frame masks, region by region; keeps its
+/// interpolation tables and buffers across objects and frames.
+#[derive(Debug, Default)]
+pub struct MaskUpscaler {
+    rows: Option<AxisTaps>,
+    cols: Option<AxisTaps>,
+    cache: RowCache,
+    line: Vec<f32>,
+    model_row: Vec<f32>,
+}
+
+impl MaskUpscaler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn taps(slot: &mut Option<AxisTaps>, key: (usize, usize, usize, usize)) -> &AxisTaps {
+        if slot.as_ref().is_none_or(|t| t.key != key) {
+            *slot = Some(AxisTaps::new(key));
+        }
+        slot.get_or_insert_with(|| AxisTaps::new(key))
+    }
+
+    /// The frame mask of `logits` (`height` x `width` low-res values, row
+    /// major) for a frame of `geometry`, thresholded at `threshold`.
+    pub fn upscale(
+        &mut self,
+        logits: &[f32],
+        height: usize,
+        width: usize,
+        geometry: &Geometry,
+        threshold: f32,
+    ) -> Result<MaskResult, UpscaleError> {
+        if height.checked_mul(width) != Some(logits.len()) || logits.is_empty() {
+            return Err(UpscaleError::LogitsSize {
+                len: logits.len(),
+                height,
+                width,
+            });
+        }
+        if geometry.resized_width > geometry.input_size
+            || geometry.resized_height > geometry.input_size
+        {
+            return Err(UpscaleError::Geometry {
+                resized_width: geometry.resized_width,
+                resized_height: geometry.resized_height,
+                input_size: geometry.input_size,
+            });
+        }
+        let s = geometry.input_size as usize;
+        let rows = Self::taps(
+            &mut self.rows,
+            (
+                geometry.frame_height as usize,
+                geometry.resized_height as usize,
+                s,
+                height,
+            ),
+        );
+        let cols = Self::taps(
+            &mut self.cols,
+            (
+                geometry.frame_width as usize,
+                geometry.resized_width as usize,
+                s,
+                width,
+            ),
+        );
+        let empty = MaskResult {
+            mask: BitMask::default(),
+            area: 0,
+            stability: 0.0,
+        };
+
+        // Cells that can lift a frame pixel above the lowest threshold used.
+        let floor = threshold - STABILITY_OFFSET;
+        let (Some(last_row), Some(last_col)) = (rows.last_low_res(), cols.last_low_res()) else {
+            return Ok(empty);
+        };
+        let Some((r0, r1, c0, c1)) = cell_box(logits, width, last_row, last_col, floor) else {
+            return Ok(empty);
+        };
+        let (r0, c0) = (
+            r0.saturating_sub(REGION_MARGIN),
+            c0.saturating_sub(REGION_MARGIN),
+        );
+        let (r1, c1) = (
+            (r1 + REGION_MARGIN).min(height - 1),
+            (c1 + REGION_MARGIN).min(width - 1),
+        );
+        let (Some((y0, y1)), Some((x0, x1))) = (rows.frame_range(r0, r1), cols.frame_range(c0, c1))
+        else {
+            return Ok(empty);
+        };
+
+        // Model-grid columns the region reads.
+        let (Some(first), Some(last)) = (cols.frame.get(x0), cols.frame.get(x1)) else {
+            return Ok(empty);
+        };
+        let (m0, m1) = (first.i0, last.i1);
+        let region_w = x1 - x0 + 1;
+        let stride = region_w.div_ceil(8);
+        let mut region_bits = vec![0u8; stride * (y1 - y0 + 1)];
+        let (mut above_hi, mut above_lo, mut area) = (0u64, 0u64, 0u64);
+        let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0usize, 0usize);
+
+        let frame_cols = cols.frame.get(x0..=x1).unwrap_or(&[]);
+        let MaskUpscaler {
+            cache,
+            line,
+            model_row,
+            ..
+        } = self;
+        // One model-grid row, already interpolated to the region's frame
+        // columns: step 1 over model columns m0..=m1, then step 2's
+        // horizontal half. Frame rows mostly share model rows.
+        let mut fill = |a: usize, out: &mut Vec<f32>| {
+            out.clear();
+            model_row.clear();
+            let Some(tr) = rows.model.get(a) else { return };
+            let (Some(top), Some(bottom)) = (
+                logits.get(tr.i0 * width..(tr.i0 + 1) * width),
+                logits.get(tr.i1 * width..(tr.i1 + 1) * width),
+            ) else {
+                return;
+            };
+            model_row.extend(cols.model.get(m0..=m1).unwrap_or(&[]).iter().map(|tc| {
+                let t = get(top, tc.i0) * tc.w0 + get(top, tc.i1) * tc.w1;
+                let b = get(bottom, tc.i0) * tc.w0 + get(bottom, tc.i1) * tc.w1;
+                t * tr.w0 + b * tr.w1
+            }));
+            let model_row: &[f32] = model_row;
+            out.extend(frame_cols.iter().map(|tx| {
+                let (i0, i1) = (tx.i0.saturating_sub(m0), tx.i1.saturating_sub(m0));
+                get(model_row, i0) * tx.w0 + get(model_row, i1) * tx.w1
+            }));
+        };
+        cache.clear();
+        let high = threshold + STABILITY_OFFSET;
+        for (y, bits_row) in (y0..=y1).zip(region_bits.chunks_exact_mut(stride)) {
+            let Some(ty) = rows.frame.get(y) else { break };
+            let (s0, s1) = cache.slots(ty.i0, ty.i1, &mut fill);
+            let (top, bottom) = (cache.row(s0), cache.row(s1));
+            line.clear();
+            line.extend(top.iter().zip(bottom).map(|(t, b)| t * ty.w0 + b * ty.w1));
+            let (mut row_hi, mut row_lo) = (0u32, 0u32);
+            for (chunk, byte) in line.chunks(8).zip(bits_row.iter_mut()) {
+                let mut bits = 0u8;
+                for (k, &v) in chunk.iter().enumerate() {
+                    bits |= u8::from(v > threshold) << (7 - k);
+                    row_hi += u32::from(v > high);
+                    row_lo += u32::from(v > floor);
+                }
+                *byte = bits;
+            }
+            above_hi += u64::from(row_hi);
+            above_lo += u64::from(row_lo);
+            let first = bits_row.iter().position(|&b| b != 0);
+            let last = bits_row.iter().rposition(|&b| b != 0);
+            if let (Some(first), Some(last)) = (first, last) {
+                area += bits_row
+                    .iter()
+                    .map(|b| u64::from(b.count_ones()))
+                    .sum::<u64>();
+                let lead = bits_row
+                    .get(first)
+                    .map_or(0, |b| b.leading_zeros() as usize);
+                let trail = bits_row
+                    .get(last)
+                    .map_or(0, |b| b.trailing_zeros() as usize);
+                bx0 = bx0.min(x0 + first * 8 + lead);
+                bx1 = bx1.max(x0 + last * 8 + 7 - trail);
+                by0 = by0.min(y);
+                by1 = by1.max(y);
+            }
+        }
+        let stability = if above_lo == 0 {
+            0.0
+        } else {
+            (above_hi as f64 / above_lo as f64) as f32
+        };
+        if area == 0 {
+            return Ok(MaskResult { stability, ..empty });
+        }
+
+        // Crop the region's rows to the tight box, unpadded.
+        let (box_w, box_h) = (bx1 - bx0 + 1, by1 - by0 + 1);
+        let mut writer = BitWriter::with_capacity(box_w * box_h);
+        for bits_row in region_bits.chunks_exact(stride).skip(by0 - y0).take(box_h) {
+            for i in (bx0 - x0)..=(bx1 - x0) {
+                writer.push(
+                    bits_row
+                        .get(i / 8)
+                        .is_some_and(|b| b & (0x80 >> (i % 8)) != 0),
+                );
+            }
+        }
+        let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        let mask = BitMask::from_packed(
+            to_u32(bx0),
+            to_u32(by0),
+            to_u32(box_w),
+            to_u32(box_h),
+            writer.finish(),
+        )
+        .unwrap_or_default();
+        Ok(MaskResult {
+            mask,
+            area,
+            stability,
+        })
+    }
+}
+
+#[inline]
+fn get(values: &[f32], i: usize) -> f32 {
+    values.get(i).copied().unwrap_or(0.0)
+}
+
+/// Bounding box (r0, r1, c0, c1) of the cells above `floor` within rows
+/// `..=last_row` and columns `..=last_col`.
+fn cell_box(
+    logits: &[f32],
+    width: usize,
+    last_row: usize,
+    last_col: usize,
+    floor: f32,
+) -> Option<(usize, usize, usize, usize)> {
+    let mut found: Option<(usize, usize, usize, usize)> = None;
+    for (r, row) in logits.chunks_exact(width).enumerate().take(last_row + 1) {
+        let row = row.get(..=last_col).unwrap_or(row);
+        let Some(first) = row.iter().position(|&v| v > floor) else {
+            continue;
+        };
+        let last = row.iter().rposition(|&v| v > floor).unwrap_or(first);
+        found = Some(match found {
+            None => (r, r, first, last),
+            Some((r0, _, c0, c1)) => (r0, r, c0.min(first), c1.max(last)),
+        });
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PyTorch's bilinear (align_corners=False) of a row-major `h x w` grid
+    /// to `oh x ow`, written out as directly as possible.
+    fn interpolate(src: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+        let index = |o: usize, in_size: usize, out_size: usize| -> (usize, usize, f32) {
+            if in_size == out_size {
+                return (o, o, 0.0);
+            }
+            let scale = in_size as f32 / out_size as f32;
+            let real = (scale * (o as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (real.floor() as usize).min(in_size - 1);
+            let i1 = if i0 < in_size - 1 { i0 + 1 } else { i0 };
+            (i0, i1, (real - i0 as f32).clamp(0.0, 1.0))
+        };
+        let mut out = vec![0.0; oh * ow];
+        for y in 0..oh {
+            let (y0, y1, ly) = index(y, h, oh);
+            for x in 0..ow {
+                let (x0, x1, lx) = index(x, w, ow);
+                let top = src[y0 * w + x0] * (1.0 - lx) + src[y0 * w + x1] * lx;
+                let bottom = src[y1 * w + x0] * (1.0 - lx) + src[y1 * w + x1] * lx;
+                out[y * ow + x] = top * (1.0 - ly) + bottom * ly;
+            }
+        }
+        out
+    }
+
+    /// SAM's postprocess_masks, materialised: low-res -> S x S -> crop -> frame.
+    fn naive_frame_logits(low: &[f32], lh: usize, lw: usize, g: &Geometry) -> Vec<f32> {
+        let s = g.input_size as usize;
+        let (rw, rh) = (g.resized_width as usize, g.resized_height as usize);
+        let full = interpolate(low, lh, lw, s, s);
+        let mut cropped = Vec::with_capacity(rw * rh);
+        for y in 0..rh {
+            cropped.extend_from_slice(&full[y * s..y * s + rw]);
+        }
+        interpolate(
+            &cropped,
+            rh,
+            rw,
+            g.frame_height as usize,
+            g.frame_width as usize,
+        )
+    }
+
+    fn pseudo_random(seed: u64, n: usize) -> Vec<f32> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Low-res logits with a blob of positive values around (cx, cy) and
+    /// noise far below the threshold elsewhere.
+    fn blob(lh: usize, lw: usize, cx: f32, cy: f32, radius: f32, seed: u64) -> Vec<f32> {
+        let noise = pseudo_random(seed, lh * lw);
+        (0..lh * lw)
+            .map(|i| {
+                let (x, y) = ((i % lw) as f32, (i / lw) as f32);
+                let d = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt();
+                (radius - d) * 3.0 + noise[i] * 2.0 - if d > radius + 4.0 { 20.0 } else { 0.0 }
+            })
+            .collect()
+    }
+
+    fn check_against_naive(low: &[f32], lh: usize, lw: usize, g: &Geometry, threshold: f32) {
+        let naive = naive_frame_logits(low, lh, lw, g);
+        let (fw, fh) = (g.frame_width as usize, g.frame_height as usize);
+        let set: Vec<bool> = naive.iter().map(|&v| v > threshold).collect();
+        let area = set.iter().filter(|&&b| b).count() as u64;
+        let hi = naive.iter().filter(|&&v| v > threshold + 1.0).count();
+        let lo = naive.iter().filter(|&&v| v > threshold - 1.0).count();
+
+        let result = MaskUpscaler::new()
+            .upscale(low, lh, lw, g, threshold)
+            .unwrap();
+        assert_eq!(result.area, area, "area, {g:?}");
+        let want_stability = if lo == 0 {
+            0.0
+        } else {
+            (hi as f64 / lo as f64) as f32
+        };
+        assert_eq!(result.stability, want_stability, "stability, {g:?}");
+        let m = &result.mask;
+        if area == 0 {
+            assert_eq!((m.width(), m.height()), (0, 0));
+            return;
+        }
+        // Tight box and every pixel of the frame.
+        let xs = (0..fw * fh).filter(|&i| set[i]).map(|i| i % fw);
+        let ys = (0..fw * fh).filter(|&i| set[i]).map(|i| i / fw);
+        let (bx0, bx1) = (xs.clone().min().unwrap(), xs.max().unwrap());
+        let (by0, by1) = (ys.clone().min().unwrap(), ys.max().unwrap());
+        assert_eq!(
+            (
+                m.x() as usize,
+                m.y() as usize,
+                m.width() as usize,
+                m.height() as usize
+            ),
+            (bx0, by0, bx1 - bx0 + 1, by1 - by0 + 1),
+            "box, {g:?}"
+        );
+        for y in 0..fh {
+            for x in 0..fw {
+                assert_eq!(
+                    m.contains(x as u32, y as u32),
+                    set[y * fw + x],
+                    "pixel {x},{y} of {g:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn taps_match_torch_for_a_known_case() {
+        // torch.nn.functional.interpolate([[0, 1]], size=4, mode="linear") = [0, .25, .75, 1]
+        let row = interpolate(&[0.0, 1.0], 1, 2, 1, 4);
+        assert_eq!(row, [0.0, 0.25, 0.75, 1.0]);
+        let taps = linear_taps(2, 4);
+        let values: Vec<f32> = taps
+            .iter()
+            .map(|t| t.w0 * [0.0, 1.0][t.i0] + t.w1 * [0.0, 1.0][t.i1])
+            .collect();
+        assert_eq!(values, [0.0, 0.25, 0.75, 1.0]);
+    }
+
+    #[test]
+    fn region_upscaling_equals_full_two_step_upscaling() {
+        // (frame w, h, input size, low-res size): downscaling and upscaling
+        // frames, odd sizes, landscape and portrait, equal-size steps.
+        let cases = [
+            (100, 75, 64, 16),
+            (75, 100, 64, 16),
+            (37, 23, 64, 16),
+            (64, 64, 64, 16),
+            (200, 50, 64, 16),
+            (131, 97, 128, 32),
+            (9, 13, 64, 16),
+            (64, 40, 64, 64),
+        ];
+        for (i, &(fw, fh, s, l)) in cases.iter().enumerate() {
+            let g = Geometry::new(fw, fh, s).unwrap();
+            let ratio_w = g.resized_width as f32 / s as f32;
+            let ratio_h = g.resized_height as f32 / s as f32;
+            for (j, (cx, cy, radius)) in [
+                (0.5, 0.5, 3.0),
+                (0.1, 0.9, 2.0),
+                (0.95, 0.05, 4.0),
+                (0.5, 0.5, 30.0),
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                let low = blob(
+                    l,
+                    l,
+                    cx * l as f32 * ratio_w,
+                    cy * l as f32 * ratio_h,
+                    radius,
+                    (i * 10 + j) as u64,
+                );
+                for threshold in [0.0, 1.5] {
+                    check_against_naive(&low, l, l, &g, threshold);
+                }
+            }
+            // Pure noise around zero: many small pieces, all over the frame.
+            let noise = pseudo_random(i as u64 + 100, l * l);
+            check_against_naive(&noise, l, l, &g, 0.0);
+            // Nothing above any threshold.
+            check_against_naive(&vec![-5.0; l * l], l, l, &g, 0.0);
+        }
+    }
+
+    #[test]
+    fn positive_logits_in_the_padding_do_not_count() {
+        // A wide frame: the bottom half of the model grid is padding.
+        let g = Geometry::new(128, 32, 64).unwrap();
+        let mut low = vec![-10.0; 16 * 16];
+        for v in &mut low[12 * 16..] {
+            *v = 10.0;
+        }
+        let r = MaskUpscaler::new().upscale(&low, 16, 16, &g, 0.0).unwrap();
+        assert_eq!(r.area, 0);
+        check_against_naive(&low, 16, 16, &g, 0.0);
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let g = Geometry::new(10, 10, 64).unwrap();
+        assert!(
+            MaskUpscaler::new()
+                .upscale(&[0.0; 15], 4, 4, &g, 0.0)
+                .is_err()
+        );
+        assert!(MaskUpscaler::new().upscale(&[], 0, 0, &g, 0.0).is_err());
+    }
+
+    #[test]
+    fn selection_rules() {
+        let ious = [0.9, 0.2, 0.7, 0.5];
+        assert_eq!(MaskSelection::TinySam.choose(&ious, false), Some(2));
+        assert_eq!(MaskSelection::TinySam.choose(&ious, true), Some(2));
+        assert_eq!(MaskSelection::Sam.choose(&ious, true), Some(2));
+        assert_eq!(MaskSelection::Sam.choose(&ious, false), Some(0));
+        assert_eq!(MaskSelection::Output(3).choose(&ious, false), Some(3));
+        assert_eq!(MaskSelection::Output(4).choose(&ious, false), None);
+        // A single output is always the one.
+        assert_eq!(MaskSelection::TinySam.choose(&[0.1], false), Some(0));
+        assert_eq!(MaskSelection::Sam.choose(&[0.1], true), Some(0));
+        assert_eq!(MaskSelection::Output(1).choose(&[0.1], true), None);
+        assert_eq!(MaskSelection::TinySam.choose(&[], true), None);
+        // Ties keep the first; NaN never wins.
+        assert_eq!(
+            MaskSelection::TinySam.choose(&[0.0, 0.5, 0.5, 0.1], false),
+            Some(1)
+        );
+        assert_eq!(
+            MaskSelection::TinySam.choose(&[0.0, f32::NAN, 0.3, 0.1], false),
+            Some(2)
+        );
+        assert_eq!("SAM".parse::<MaskSelection>(), Ok(MaskSelection::Sam));
+        assert_eq!("2".parse::<MaskSelection>(), Ok(MaskSelection::Output(2)));
+        assert!("best".parse::<MaskSelection>().is_err());
+    }
+}

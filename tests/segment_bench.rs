@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Stage timings of the segmentation core, printed, never asserted (the
+//! machines are shared and noisy). Run in release mode:
+//!
+//! ```text
+//! cargo test --release --test segment_bench -- --ignored --nocapture
+//! TINYSAM_BENCH_MODEL=/path/to/model-dir cargo test --release --test segment_bench -- --ignored --nocapture
+//! ```
+//!
+//! Without `TINYSAM_BENCH_MODEL` the model part uses `models/tinysam-fixture`
+//! when present, else the tiny random test model.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use gsttinysam::segment::postprocess::MaskUpscaler;
+use gsttinysam::segment::preprocess::{Preprocessor, SAM_PIXEL_MEAN, SAM_PIXEL_STD};
+use gsttinysam::segment::{
+    EngineOptions, FrameView, Geometry, ModelSource, PixelFormat, Prompt, SegmentOptions,
+    Segmenter, Timings,
+};
+
+const RUNS: usize = 15;
+
+/// Time this thread has spent on a CPU (Linux), which unlike wall time
+/// does not grow when other processes take the cores; `None` elsewhere.
+fn thread_cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = text.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
+/// Runs `f` `RUNS` times; median wall time and mean on-CPU time (the
+/// kernel updates the latter at scheduler ticks, so a mean, not a median).
+fn measure(mut f: impl FnMut()) -> (Duration, Option<Duration>) {
+    let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        let (start, start_cpu) = (Instant::now(), thread_cpu_time());
+        f();
+        wall.push(start.elapsed());
+        if let (Some(a), Some(b)) = (start_cpu, thread_cpu_time()) {
+            cpu.push(b.saturating_sub(a));
+        }
+    }
+    let runs = u32::try_from(cpu.len()).unwrap_or(1).max(1);
+    let cpu = (!cpu.is_empty()).then(|| cpu.iter().sum::<Duration>() / runs);
+    (median(wall), cpu)
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples.get(samples.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:8.2} ms", d.as_secs_f64() * 1e3)
+}
+
+/// Plane sizes and bytes of a 1080p frame of `format` with a textured pattern.
+fn frame_data(format: PixelFormat, w: u32, h: u32) -> (Vec<Vec<u8>>, Vec<usize>) {
+    (0..format.plane_count())
+        .map(|p| {
+            let (row_bytes, rows) = format.plane_size(p, w, h).unwrap();
+            let data = (0..row_bytes * rows)
+                .map(|i| ((i * 31 + i / row_bytes * 17) % 251) as u8)
+                .collect();
+            (data, row_bytes)
+        })
+        .unzip()
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn preprocessing_at_1080p() {
+    let (w, h) = (1920, 1080);
+    println!("pre-processing {w}x{h} -> 1024 (median of {RUNS}):");
+    println!("  format   conversion      resize   normalise  total wall   total CPU");
+    for format in [
+        PixelFormat::Rgb,
+        PixelFormat::Rgba,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+    ] {
+        let (planes, strides) = frame_data(format, w, h);
+        let slices: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
+        let frame = FrameView::new(format, w, h, &slices, &strides).unwrap();
+        let mut pre = Preprocessor::new(1024, SAM_PIXEL_MEAN, SAM_PIXEL_STD).unwrap();
+        let (mut conv, mut resize, mut norm) = (vec![], vec![], vec![]);
+        let (wall, cpu) = measure(|| {
+            let (_, t) = pre.run(&frame).unwrap();
+            conv.push(t.conversion);
+            resize.push(t.resize);
+            norm.push(t.normalise);
+        });
+        println!(
+            "  {format:6} {} {} {} {} {}",
+            ms(median(conv)),
+            ms(median(resize)),
+            ms(median(norm)),
+            ms(wall),
+            cpu.map_or("?".to_owned(), ms)
+        );
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn mask_upscaling_at_1080p() {
+    let g = Geometry::new(1920, 1080, 1024).unwrap();
+    let (lh, lw) = (256usize, 256usize);
+    println!("upscaling one 256x256 low-res mask to 1920x1080 (median of {RUNS}):");
+    // Discs of growing radius (in low-res cells) on a strongly negative background.
+    for radius in [8.0f32, 32.0, 90.0, 400.0] {
+        let logits: Vec<f32> = (0..lh * lw)
+            .map(|i| {
+                let (x, y) = ((i % lw) as f32 - 128.0, (i / lw) as f32 - 72.0);
+                (radius - (x * x + y * y).sqrt()).clamp(-12.0, 12.0)
+            })
+            .collect();
+        let mut upscaler = MaskUpscaler::new();
+        let mut area = 0;
+        let (wall, cpu) =
+            measure(|| area = upscaler.upscale(&logits, lh, lw, &g, 0.0).unwrap().area);
+        println!(
+            "  radius {radius:5} cells: area {area:8} px, wall {}, CPU {}",
+            ms(wall),
+            cpu.map_or("?".to_owned(), ms)
+        );
+    }
+}
+
+fn print_timings(label: &str, t: &Timings) {
+    println!(
+        "  {label}: conversion {} resize {} normalise {} encoder {} decoder {} ({} calls, {} prompts) post {}",
+        ms(t.conversion),
+        ms(t.resize),
+        ms(t.normalise),
+        ms(t.encoder),
+        ms(t.decoder),
+        t.decoder_calls,
+        t.prompts,
+        ms(t.postprocess)
+    );
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn whole_pipeline() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = std::env::var_os("TINYSAM_BENCH_MODEL")
+        .map(PathBuf::from)
+        .or_else(|| {
+            Some(root.join("models/tinysam-fixture")).filter(|d| d.join("model.json").exists())
+        })
+        .unwrap_or_else(|| root.join("tests/data/tiny"));
+    let threads = std::env::var("TINYSAM_BENCH_THREADS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
+    let options = EngineOptions {
+        n_threads: threads,
+        ..EngineOptions::default()
+    };
+    let (mut segmenter, warnings) =
+        Segmenter::load(&ModelSource::directory(&dir), &options).unwrap();
+    println!(
+        "model {} ({}), {threads} threads (0 = ORT default), warnings {warnings:?}",
+        dir.display(),
+        segmenter.info().name
+    );
+    let (w, h) = (1920, 1080);
+    let (planes, strides) = frame_data(PixelFormat::Rgb, w, h);
+    let frame = FrameView::packed(PixelFormat::Rgb, w, h, &planes[0], strides[0]).unwrap();
+    let prompts: Vec<Prompt> = (0..8)
+        .map(|i| {
+            let x = 200.0 + 200.0 * i as f32;
+            if i % 2 == 0 {
+                Prompt::new().with_point(x, 540.0)
+            } else {
+                Prompt::new().with_box(x - 80.0, 400.0, x + 80.0, 700.0)
+            }
+        })
+        .collect();
+    let runs = 3;
+    let mut all = Vec::new();
+    for run in 0..runs {
+        let start = Instant::now();
+        let embedding = segmenter.embed(&frame).unwrap();
+        let result = segmenter
+            .segment(&embedding, &prompts, &SegmentOptions::default())
+            .unwrap();
+        all.push(start.elapsed());
+        print_timings(&format!("run {run}"), segmenter.timings());
+        if run == 0 {
+            let areas: Vec<u64> = result.objects.iter().map(|o| o.area).collect();
+            println!("  areas {areas:?}");
+        }
+    }
+    println!("  frame total (median of {runs}): {}", ms(median(all)));
+}

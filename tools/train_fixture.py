@@ -7,7 +7,9 @@ Seeded and deterministic for a given thread count. Writes the state dict and
 its configuration to --out; checkpoints along the way so a run can be
 inspected (or resumed from) before it ends.
 
-    .venv/bin/python tools/train_fixture.py --out tools/fixture --steps 1500
+    .venv/bin/python tools/train_fixture.py --out /tmp/fixture --steps 3000
+
+tools/fixture/train.sh reproduces the committed fixture exactly.
 """
 
 from __future__ import annotations
@@ -169,6 +171,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--resume", help="checkpoint written by an earlier run")
+    ap.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is written there) "
+                    "while keeping the learning-rate schedule of --steps")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -198,7 +202,8 @@ def main():
     model.train()
     t0 = time.time()
     hist = []
-    for step in range(start, args.steps):
+    stop_at = min(args.stop_at or args.steps, args.steps)
+    for step in range(start, stop_at):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr)
         images, img_idx, prompts, gt, gt_full = make_batch(rng, args.images_per_step, size, loss_res)
@@ -229,7 +234,7 @@ def main():
             el = time.time() - t0
             print(f"step {step + 1}/{args.steps} loss {h[0]:.3f} train-iou {h[1]:.3f} refined-iou {h[2]:.3f} "
                   f"prompts {n} {el / (step + 1 - start):.2f}s/step elapsed {el / 60:.1f}min", flush=True)
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
+        if (step + 1) % args.eval_every == 0 or step + 1 == stop_at:
             box, pt = quick_eval(model, cfg)
             print(f"eval step {step + 1}: box mIoU {box:.3f} point mIoU {pt:.3f}", flush=True)
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng,

@@ -1,0 +1,218 @@
+"""tools/export.py: the model directory contract, FP32 verification, INT8."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import pytest
+
+import export
+from conftest import REPO, TOOLS
+from tinysam import exporting, sam_io
+from tinysam.model import TinySamConfig
+from tinysam.onnx_model import OnnxTinySam
+from tinysam.prompts import Prompt
+
+MODEL_JSON_KEYS = {"format", "format_version", "name", "architecture", "image_size", "embedding",
+                   "low_res_mask_size", "num_mask_tokens", "mask_threshold", "pixel_mean", "pixel_std",
+                   "mask_selection", "source_checkpoint", "precision", "encoder", "decoder", "opset", "config",
+                   "verification"}
+
+
+def _meta(model_dir):
+    with open(os.path.join(model_dir, "model.json")) as f:
+        return json.load(f)
+
+
+def _shape(value_info):
+    return [d.dim_param or d.dim_value for d in value_info.type.tensor_type.shape.dim]
+
+
+def test_model_json(tiny_model_dir):
+    meta = _meta(tiny_model_dir)
+    assert MODEL_JSON_KEYS <= set(meta)
+    assert meta["format"] == "tinysam-model" and meta["format_version"] == 1
+    assert meta["name"] == "tiny" and meta["architecture"] == "tinysam"
+    assert meta["image_size"] == 192
+    assert meta["embedding"] == {"channels": 64, "height": 12, "width": 12}
+    assert meta["low_res_mask_size"] == 48 and meta["num_mask_tokens"] == 4
+    assert meta["mask_threshold"] == 0.0
+    assert meta["pixel_mean"] == [123.675, 116.28, 103.53] and meta["pixel_std"] == [58.395, 57.12, 57.375]
+    assert meta["mask_selection"] == "tinysam"
+    assert meta["source_checkpoint"] == "random-init (seed 3)"
+    assert meta["precision"] == "fp32" and meta["opset"] == 17
+    assert meta["encoder"] == "encoder.onnx" and meta["decoder"] == "decoder.onnx"
+    assert TinySamConfig.from_dict(meta["config"]).image_size == 192
+    for k in ("embeddings", "iou_predictions", "low_res_masks"):
+        assert 0.0 <= meta["verification"][k] <= 1e-3
+
+
+def test_onnx_interface(tiny_model_dir):
+    enc = onnx.load(os.path.join(tiny_model_dir, "encoder.onnx"))
+    dec = onnx.load(os.path.join(tiny_model_dir, "decoder.onnx"))
+    for m in (enc, dec):
+        assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [17]
+        assert m.ir_version == 8
+        onnx.checker.check_model(m, full_check=True)
+    f32 = onnx.TensorProto.FLOAT
+    ins = {i.name: (i.type.tensor_type.elem_type, _shape(i)) for i in enc.graph.input}
+    outs = {o.name: (o.type.tensor_type.elem_type, _shape(o)) for o in enc.graph.output}
+    assert ins == {"image": (f32, [1, 3, 192, 192])}
+    assert outs == {"image_embeddings": (f32, [1, 64, 12, 12])}
+    ins = {i.name: (i.type.tensor_type.elem_type, _shape(i)) for i in dec.graph.input}
+    outs = {o.name: (o.type.tensor_type.elem_type, _shape(o)) for o in dec.graph.output}
+    assert ins == {"image_embeddings": (f32, [1, 64, 12, 12]), "point_coords": (f32, ["B", "N", 2]),
+                   "point_labels": (f32, ["B", "N"]), "mask_input": (f32, ["B", 1, 48, 48]),
+                   "has_mask_input": (f32, ["B"])}
+    assert outs == {"iou_predictions": (f32, ["B", 4]), "low_res_masks": (f32, ["B", 4, 48, 48])}
+    # no full-resolution upscaling inside the graph
+    assert not any(n.op_type == "Resize" for n in dec.graph.node)
+
+
+def test_onnx_model_reference(tiny_model_dir):
+    """Batched decoding equals one prompt per call; segment() returns frame-size masks."""
+    from tinysam.scenes import make_scene
+
+    model = OnnxTinySam(tiny_model_dir, threads=1)
+    scene = make_scene(np.random.default_rng(5), 300, 200, n_objects=(3, 3))
+    emb = model.embed(scene.image)
+    assert emb.embeddings.shape == (1, 64, 12, 12) and emb.resized_hw == (128, 192)
+    prompts = [Prompt(box=(10, 20, 120, 150)), Prompt([(50.0, 60.0)], [1.0]), Prompt([(80.0, 90.0)], [1.0]),
+               Prompt([(30.0, 40.0), (200.0, 100.0)], [1.0, 0.0], (5, 5, 250, 190))]
+    low1, iou1 = model.decode(emb, prompts)
+    low2, iou2 = model.decode_grouped(emb, prompts)
+    assert low1.shape == (4, 4, 48, 48) and iou1.shape == (4, 4)
+    np.testing.assert_allclose(low1, low2, atol=1e-4)
+    np.testing.assert_allclose(iou1, iou2, atol=1e-5)
+    segs = model.segment(scene.image, prompts)
+    assert len(segs) == 4
+    for s, iou in zip(segs, iou1):
+        assert s.mask.shape == (200, 300) and s.mask.dtype == bool
+        assert s.token == int(np.argmax(iou[1:]) + 1) and s.iou_prediction == pytest.approx(float(iou[s.token]))
+        ref = sam_io.postprocess(s.logits, emb.resized_hw, emb.frame_hw, 192) > 0
+        np.testing.assert_array_equal(s.mask, ref)
+    # mask input: feeding the previous logits back changes the result
+    low3, _ = model.decode(emb, prompts[:1], mask_inputs=[low1[0, segs[0].token]])
+    assert not np.allclose(low3, low1[:1])
+
+
+def test_export_opset18_image_size_and_sam_rule(tmp_path, tiny_config_path):
+    out = str(tmp_path / "m")
+    rc = export.main(["--random-init", "--config", tiny_config_path, "--image-size", "160", "--opset", "18",
+                      "--mask-selection", "sam", "--name", "t160", "--out", out])
+    assert rc == 0
+    meta = _meta(out)
+    assert meta["image_size"] == 160 and meta["embedding"]["height"] == 10 and meta["low_res_mask_size"] == 40
+    assert meta["opset"] == 18 and meta["mask_selection"] == "sam"
+    m = onnx.load(os.path.join(out, "decoder.onnx"))
+    assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [18]
+
+
+def test_image_size_must_be_a_multiple_of_16(tmp_path):
+    with pytest.raises(ValueError):
+        export.main(["--random-init", "--image-size", "1000", "--name", "x", "--out", str(tmp_path / "x")])
+
+
+def test_checkpoint_export(tmp_path, tiny_config_path):
+    import torch
+
+    from tinysam.model import TinySam
+
+    torch.manual_seed(1)
+    model = TinySam(TinySamConfig.load(tiny_config_path))
+    torch.save({"model": model.state_dict()}, tmp_path / "ck.pth")
+    out = str(tmp_path / "m")
+    assert export.main(["--checkpoint", str(tmp_path / "ck.pth"), "--config", tiny_config_path, "--name", "ck",
+                        "--out", out]) == 0
+    assert _meta(out)["source_checkpoint"] == "ck.pth"
+
+
+def test_verification_fails_loudly(tiny_model_dir, tiny_config_path):
+    """A graph that does not match its weights is caught."""
+    model, _ = exporting.build_model(None, TinySamConfig.load(tiny_config_path), seed=4)  # other weights
+    diffs = exporting.verify_fp32(model, tiny_model_dir)
+    assert exporting.check_fp32(diffs)
+    model, _ = exporting.build_model(None, TinySamConfig.load(tiny_config_path), seed=3)
+    assert not exporting.check_fp32(exporting.verify_fp32(model, tiny_model_dir))
+
+
+def test_help():
+    out = subprocess.run([sys.executable, os.path.join(TOOLS, "export.py"), "--help"], capture_output=True,
+                         text=True, cwd=REPO, check=True).stdout
+    for opt in ("--checkpoint", "--random-init", "--config", "--image-size", "--opset", "--precision",
+                "--calibration-images", "--check-int8", "--mask-selection", "--name", "--seed", "--out"):
+        assert opt in out
+
+
+def test_int8_dynamic(tmp_path, tiny_config_path, image_dir, capsys):
+    out = str(tmp_path / "int8")
+    rc = export.main(["--random-init", "--config", tiny_config_path, "--precision", "int8", "--check-int8",
+                      image_dir, "--name", "tiny-int8", "--seed", "3", "--out", out])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    meta = _meta(out)
+    assert meta["precision"] == "int8" and meta["verification"]["reference"] == "fp32-onnx"
+    assert meta["quantization"]["encoder"].startswith("dynamic")
+    assert meta["verification"]["mask_iou_mean"] >= exporting.INT8_TOLERANCE["mask_iou_mean"]
+    assert "max abs diff: embeddings" in text and "point_mask_iou_mean" in text
+    dec = onnx.load(os.path.join(out, "decoder.onnx"))
+    assert any(n.op_type == "MatMulInteger" for n in dec.graph.node)
+    assert [o.domain for o in dec.opset_import] == [""]  # plain ONNX, no contrib ops
+
+
+def test_compare_models_identical(tiny_model_dir, image_dir, capsys):
+    import compare_models
+
+    assert compare_models.main(["--reference", tiny_model_dir, "--candidate", tiny_model_dir, "--images", image_dir,
+                                "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    r = json.loads(text[text.index("\n{") + 1:])
+    assert r["images"] == 4 and r["prompts_per_image"] == 26
+    assert r["point_mask_iou_mean"] == 1.0 and r["box_mask_iou_mean"] == 1.0
+    assert r["iou_prediction_abs_diff_max"] == 0.0 and r["embeddings_rel_rms_mean"] == 0.0
+
+
+def test_int8_static(tmp_path, tiny_config_path, image_dir):
+    out = str(tmp_path / "int8s")
+    rc = export.main(["--random-init", "--config", tiny_config_path, "--precision", "int8", "--calibration-images",
+                      image_dir, "--name", "tiny-int8s", "--seed", "3", "--out", out])
+    assert rc == 0
+    meta = _meta(out)
+    assert meta["quantization"]["encoder"].startswith("static")
+    enc = onnx.load(os.path.join(out, "encoder.onnx"))
+    assert sum(n.op_type == "QuantizeLinear" for n in enc.graph.node) > 10
+    assert [o.domain for o in enc.opset_import] == [""] and enc.ir_version == 8
+    # and the element-side reference runs it
+    segs = OnnxTinySam(out, threads=1).segment(exporting.load_rgb(exporting.list_images(image_dir)[0]),
+                                               [Prompt(box=(20, 20, 200, 150))])
+    assert segs[0].mask.shape == (240, 320)
+
+
+@pytest.mark.fullsize
+def test_full_size_fp32(tmp_path):
+    t0 = time.time()
+    out = str(tmp_path / "full")
+    assert export.main(["--random-init", "--name", "tinysam-random", "--out", out]) == 0
+    meta = _meta(out)
+    assert meta["image_size"] == 1024 and meta["embedding"] == {"channels": 256, "height": 64, "width": 64}
+    assert meta["low_res_mask_size"] == 256
+    v = meta["verification"]
+    print(f"full-size FP32 export + verification {time.time() - t0:.0f}s: embeddings {v['embeddings']:.3g}, "
+          f"iou_predictions {v['iou_predictions']:.3g}, low_res_masks {v['low_res_masks']:.3g}")
+    assert v["low_res_masks"] <= 1e-3 and v["iou_predictions"] <= 1e-3 and v["embeddings"] <= 1e-3
+
+
+@pytest.mark.fullsize
+def test_full_size_int8_dynamic(tmp_path):
+    t0 = time.time()
+    out = str(tmp_path / "full-int8")
+    assert export.main(["--random-init", "--precision", "int8", "--name", "tinysam-random-int8", "--out", out]) == 0
+    v = _meta(out)["verification"]
+    print(f"full-size INT8 export + verification {time.time() - t0:.0f}s: mask IoU vs FP32 {v['mask_iou_mean']:.4f}, "
+          f"embeddings relative RMS {v['embeddings_rel_rms']:.3g}, iou_predictions {v['iou_predictions']:.3g}")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The main job: runs tinysam in a gst-launch-1.0 pipeline with the plugin from
-# the release build and writes the frames to out/demo-NNN.png.
+# The main job: runs tinysam with the bundled model in a gst-launch-1.0
+# pipeline (plugin from the release build) on SMPTE colour bars, with three
+# prompted bars drawn as an overlay, and writes the frames to out/demo-NNN.png.
 # Run through `make demo`, which sets up and builds first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,9 +15,13 @@ rm -f "$OUT"/demo-*.png
 export GST_PLUGIN_PATH=$PWD/target/release
 export GST_REGISTRY=$PWD/target/gst-registry.bin
 
+MODEL=${TINYSAM_MODEL:-models/tinysam-fixture}
+# The bars are 640/7 = 91 px wide and cover the top 2/3 (240 px) of the frame.
+PROMPTS="box=92,0,182,240; point=320,120; point=590,120"
+
 gst-launch-1.0 -q \
-    videotestsrc num-buffers=30 pattern=ball ! video/x-raw,width=640,height=360,framerate=30/1 \
-    ! tinysam \
+    videotestsrc num-buffers=5 pattern=smpte ! video/x-raw,format=RGBA,width=640,height=360,framerate=30/1 \
+    ! tinysam model="$MODEL" prompts="$PROMPTS" overlay=true overlay-alpha=0.5 \
     ! videoconvert ! pngenc ! multifilesink location="$OUT/demo-%03d.png"
 
 echo "wrote $(ls "$OUT"/demo-*.png | wc -l) frames to $OUT/demo-000.png ... (open them with any image viewer)"

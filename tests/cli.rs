@@ -9,6 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 const PLUGIN_FILE: &str = "libgsttinysam.so";
+/// The element needs a model to start.
+const MODEL_PROPERTY: &str = concat!(
+    "model=",
+    env!("CARGO_MANIFEST_DIR"),
+    "/models/tinysam-fixture"
+);
 
 /// The cdylib built with this test: `cargo test` leaves it in
 /// `target/<profile>/deps`, next to the test executable; `cargo build` puts it
@@ -90,6 +96,7 @@ fn gst_launch_runs_with_onnx_runtime() {
             "num-buffers=5",
             "!",
             "tinysam",
+            MODEL_PROPERTY,
             "!",
             "fakesink",
         ],
@@ -120,6 +127,7 @@ fn missing_onnx_runtime_is_reported_not_fatal() {
             "num-buffers=1",
             "!",
             "tinysam",
+            MODEL_PROPERTY,
             "!",
             "fakesink",
         ],
@@ -157,6 +165,7 @@ fn broken_onnx_runtime_is_reported_not_fatal() {
             "num-buffers=1",
             "!",
             "tinysam",
+            MODEL_PROPERTY,
             "!",
             "fakesink",
         ],

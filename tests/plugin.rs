@@ -9,6 +9,9 @@ use std::sync::{
 
 use gst::prelude::*;
 
+/// The element needs a model to start.
+const MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models/tinysam-fixture");
+
 fn init() {
     static INIT: Once = Once::new();
     INIT.call_once(|| {
@@ -72,7 +75,9 @@ fn element_is_registered_with_metadata() {
 
 #[test]
 fn ten_buffers_pass_through() {
-    let n = count_buffers("videotestsrc num-buffers=10 ! tinysam ! fakesink name=sink");
+    let n = count_buffers(&format!(
+        "videotestsrc num-buffers=10 ! tinysam model={MODEL} ! fakesink name=sink"
+    ));
     assert_eq!(n, 10);
 }
 
@@ -81,7 +86,7 @@ fn every_advertised_format_passes() {
     for format in ["RGBA", "BGRA", "RGBx", "BGRx", "RGB", "BGR", "I420", "NV12"] {
         let n = count_buffers(&format!(
             "videotestsrc num-buffers=2 ! video/x-raw,format={format},width=64,height=48 \
-             ! tinysam ! fakesink name=sink"
+             ! tinysam model={MODEL} ! fakesink name=sink"
         ));
         assert_eq!(n, 2, "format {format}");
     }

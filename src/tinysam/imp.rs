@@ -1,25 +1,51 @@
 // SPDX-License-Identifier: Apache-2.0
-//! `tinysam`: segments objects in raw video with TinySAM on ONNX Runtime.
-//!
-//! For now the element loads ONNX Runtime when it starts and passes video
-//! through unchanged; segmentation arrives on top of this skeleton.
+//! `tinysam`: segments prompted objects in raw video with TinySAM on ONNX
+//! Runtime.
 //!
 //! ```text
-//! gst-launch-1.0 videotestsrc num-buffers=30 ! tinysam ! videoconvert ! autovideosink
+//! gst-launch-1.0 videotestsrc num-buffers=30 ! video/x-raw,format=RGBA \
+//!     ! tinysam model=models/tinysam prompts="box=40,60,200,220; point=250,120" overlay=true \
+//!     ! videoconvert ! autovideosink
 //! ```
 //!
-//! If ONNX Runtime cannot be found, the change to PAUSED fails with an error
-//! message that lists where it was looked for and how to fix it.
+//! The model is loaded when the element starts (READY -> PAUSED); a missing
+//! or mismatched model makes that state change fail with a message naming the
+//! file. Every frame with prompts is embedded and decoded; the objects are
+//! attached as a `GstTinySamMeta` custom meta and as one
+//! `GstVideoRegionOfInterestMeta` each (see docs/element.md). Frames pass
+//! through untouched while there are no prompts.
 
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::path::PathBuf;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::VideoFormat;
+use gst_video::prelude::*;
 
-use crate::segment::runtime;
+use super::{Coordinates, ExecutionProvider, META_NAME, MaskSelectionMode};
+use crate::segment::{
+    self, CoordMode, EngineOptions, ExecutionProviderKind, FrameView, FrameViewMut, MaskSelection,
+    ModelSource, OverlayStyle, PixelFormat, Prompt, SegmentOptions, SegmentedObject, Segmenter,
+    YuvColorimetry, YuvMatrix, YuvRange,
+};
+
+const DEFAULT_PROMPTS: &str = "";
+const DEFAULT_COORDINATES: Coordinates = Coordinates::Pixels;
+const DEFAULT_MASK_SELECTION: MaskSelectionMode = MaskSelectionMode::Model;
+const DEFAULT_MASK_THRESHOLD: f64 = 0.0;
+const DEFAULT_OVERLAY: bool = false;
+const DEFAULT_OVERLAY_ALPHA: f64 = 0.5;
+const DEFAULT_OVERLAY_OUTLINE: bool = true;
+const DEFAULT_N_THREADS: u32 = 0;
+const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
+/// Logit thresholds beyond this make every mask empty or full.
+const MAX_MASK_THRESHOLD: f64 = 100.0;
+
+/// ROI type of the per-object region-of-interest metas.
+const ROI_TYPE: &str = "tinysam";
 
 /// Raw formats accepted; the element does not convert, so these pass through.
 const FORMATS: [VideoFormat; 8] = [
@@ -41,14 +67,97 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
-/// Element properties; none yet.
-#[derive(Debug, Clone, Default)]
-struct Settings {}
+#[derive(Debug, Clone)]
+struct Settings {
+    model: Option<PathBuf>,
+    encoder_model: Option<PathBuf>,
+    decoder_model: Option<PathBuf>,
+    prompts_text: String,
+    /// `prompts_text` parsed; shared so copying the settings per buffer is cheap.
+    prompts: Arc<Vec<Prompt>>,
+    coordinates: Coordinates,
+    mask_selection: MaskSelectionMode,
+    mask_threshold: f64,
+    overlay: bool,
+    overlay_alpha: f64,
+    overlay_outline: bool,
+    n_threads: u32,
+    execution_provider: ExecutionProvider,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model: None,
+            encoder_model: None,
+            decoder_model: None,
+            prompts_text: DEFAULT_PROMPTS.to_owned(),
+            prompts: Arc::new(Vec::new()),
+            coordinates: DEFAULT_COORDINATES,
+            mask_selection: DEFAULT_MASK_SELECTION,
+            mask_threshold: DEFAULT_MASK_THRESHOLD,
+            overlay: DEFAULT_OVERLAY,
+            overlay_alpha: DEFAULT_OVERLAY_ALPHA,
+            overlay_outline: DEFAULT_OVERLAY_OUTLINE,
+            n_threads: DEFAULT_N_THREADS,
+            execution_provider: DEFAULT_EXECUTION_PROVIDER,
+        }
+    }
+}
+
+impl Settings {
+    /// The model files to load, or what to set when there are none.
+    fn model_source(&self) -> Result<ModelSource, String> {
+        match (&self.model, &self.encoder_model, &self.decoder_model) {
+            (Some(dir), enc, dec) => {
+                let mut source = ModelSource::directory(dir);
+                if let Some(enc) = enc {
+                    source = source.with_encoder(enc);
+                }
+                if let Some(dec) = dec {
+                    source = source.with_decoder(dec);
+                }
+                Ok(source)
+            }
+            (None, Some(enc), Some(dec)) => Ok(ModelSource::files(enc, dec)),
+            (None, Some(_), None) => Err(
+                "No decoder model: set the `decoder-model` property (or `model` to a model directory)"
+                    .to_owned(),
+            ),
+            (None, None, Some(_)) => Err(
+                "No encoder model: set the `encoder-model` property (or `model` to a model directory)"
+                    .to_owned(),
+            ),
+            (None, None, None) => Err(
+                "No model configured: set the `model` property to a model directory \
+                 (holding model.json, encoder.onnx and decoder.onnx), or both \
+                 `encoder-model` and `decoder-model`"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    fn segment_options(&self) -> SegmentOptions {
+        SegmentOptions {
+            coord_mode: match self.coordinates {
+                Coordinates::Pixels => CoordMode::Pixels,
+                Coordinates::Normalized => CoordMode::Normalized,
+            },
+            selection: match self.mask_selection {
+                MaskSelectionMode::Model => None,
+                MaskSelectionMode::TinySam => Some(MaskSelection::TinySam),
+                MaskSelectionMode::Sam => Some(MaskSelection::Sam),
+            },
+            threshold: Some(self.mask_threshold as f32),
+            ..SegmentOptions::default()
+        }
+    }
+}
 
 /// What exists between `start()` and `stop()`.
 #[derive(Debug)]
 struct State {
-    runtime: &'static runtime::Runtime,
+    segmenter: Segmenter,
     info: Option<gst_video::VideoInfo>,
 }
 
@@ -58,44 +167,189 @@ pub struct TinySam {
     state: Mutex<Option<State>>,
 }
 
+fn pixel_format(format: VideoFormat) -> Option<PixelFormat> {
+    Some(match format {
+        VideoFormat::Rgba => PixelFormat::Rgba,
+        VideoFormat::Bgra => PixelFormat::Bgra,
+        VideoFormat::Rgbx => PixelFormat::Rgbx,
+        VideoFormat::Bgrx => PixelFormat::Bgrx,
+        VideoFormat::Rgb => PixelFormat::Rgb,
+        VideoFormat::Bgr => PixelFormat::Bgr,
+        VideoFormat::I420 => PixelFormat::I420,
+        VideoFormat::Nv12 => PixelFormat::Nv12,
+        _ => return None,
+    })
+}
+
+/// The YUV matrix and range from the caps; BT.601 for anything but BT.709.
+fn colorimetry(info: &gst_video::VideoInfo) -> YuvColorimetry {
+    let c = info.colorimetry();
+    YuvColorimetry {
+        matrix: match c.matrix() {
+            gst_video::VideoColorMatrix::Bt709 => YuvMatrix::Bt709,
+            _ => YuvMatrix::Bt601,
+        },
+        range: match c.range() {
+            gst_video::VideoColorRange::Range0_255 => YuvRange::Full,
+            _ => YuvRange::Limited,
+        },
+    }
+}
+
+/// The fields shared by the custom meta's objects and the ROI params.
+fn object_structure(name: &str, object: &SegmentedObject) -> gst::Structure {
+    let mask = &object.mask;
+    gst::Structure::builder(name)
+        .field("id", object.id as u32)
+        .field("prompt-index", object.prompt_index as i32)
+        .field("source", "prompt")
+        .field("x", mask.x() as i32)
+        .field("y", mask.y() as i32)
+        .field("width", mask.width() as i32)
+        .field("height", mask.height() as i32)
+        .field("iou", f64::from(object.iou))
+        .field("stability", f64::from(object.stability))
+        .field("area", object.area)
+        .field("mask", glib::Bytes::from(mask.bits()))
+        .build()
+}
+
+/// Attaches the custom meta and one ROI meta per object.
+fn attach_meta(
+    buf: &mut gst::BufferRef,
+    width: u32,
+    height: u32,
+    objects: &[SegmentedObject],
+) -> Result<(), glib::BoolError> {
+    let array = gst::Array::new(
+        objects
+            .iter()
+            .map(|o| object_structure("tinysam/object", o)),
+    );
+    {
+        let mut meta = gst::meta::CustomMeta::add(buf, META_NAME)?;
+        let s = meta.mut_structure();
+        s.set_name("tinysam/objects");
+        s.set("frame-width", width);
+        s.set("frame-height", height);
+        s.set("count", objects.len() as u32);
+        s.set("objects", array);
+    }
+    for object in objects {
+        let mask = &object.mask;
+        let mut roi = gst_video::VideoRegionOfInterestMeta::add(
+            buf,
+            ROI_TYPE,
+            (mask.x(), mask.y(), mask.width(), mask.height()),
+        );
+        roi.set_id(object.id as i32);
+        let mut param = object_structure("tinysam/mask", object);
+        // The ROI already holds the box and the prompt index is in the custom meta.
+        for field in ["x", "y", "width", "height", "source", "prompt-index"] {
+            param.remove_field(field);
+        }
+        roi.add_param(param);
+    }
+    Ok(())
+}
+
 impl TinySam {
     /// Locks the state; a poisoned lock (a panic elsewhere) still yields the data.
     fn state(&self) -> MutexGuard<'_, Option<State>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn settings(&self) -> Settings {
-        self.settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    fn lock_settings(&self) -> MutexGuard<'_, Settings> {
+        self.settings.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The per-frame hook where segmentation will run; for now it only checks
-    /// that the element is configured and logs the frame.
-    fn inspect(&self, buf: &gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self.settings();
-        let size = self
-            .state()
-            .as_ref()
-            .and_then(|s| s.info.as_ref())
-            .map(|info| (info.width(), info.height()));
-        // The lock is released before posting, so bus handlers cannot deadlock on it.
-        let Some((width, height)) = size else {
-            gst::element_imp_error!(
-                self,
-                gst::CoreError::Negotiation,
-                ["Received a buffer before caps were negotiated"]
-            );
-            return Err(gst::FlowError::NotNegotiated);
+    fn settings(&self) -> Settings {
+        self.lock_settings().clone()
+    }
+
+    /// Whether the model is loaded, so model properties can no longer change.
+    fn started(&self) -> bool {
+        self.obj().current_state() > gst::State::Ready
+    }
+
+    /// Embeds the frame, segments the prompts and draws the overlay.
+    fn process(
+        &self,
+        state: &mut State,
+        buf: &mut gst::BufferRef,
+        settings: &Settings,
+    ) -> Result<Vec<SegmentedObject>, String> {
+        let info = state
+            .info
+            .clone()
+            .ok_or_else(|| "Received a buffer before caps were negotiated".to_owned())?;
+        let format = pixel_format(info.format())
+            .ok_or_else(|| format!("Unsupported format {:?}", info.format()))?;
+        let yuv = colorimetry(&info);
+        let (width, height) = (info.width(), info.height());
+        let segmentation = {
+            let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &info)
+                .map_err(|e| format!("Cannot map the frame: {e}"))?;
+            let n = frame.n_planes() as usize;
+            let mut planes = Vec::with_capacity(n);
+            for i in 0..n {
+                planes.push(
+                    frame
+                        .plane_data(i as u32)
+                        .map_err(|e| format!("Cannot map plane {i}: {e}"))?,
+                );
+            }
+            let strides: Vec<usize> = frame.plane_stride()[..n]
+                .iter()
+                .map(|&s| s.max(0) as usize)
+                .collect();
+            let view = FrameView::new(format, width, height, &planes, &strides)
+                .map_err(|e| e.to_string())?
+                .with_colorimetry(yuv);
+            let embedding = state.segmenter.embed(&view).map_err(|e| e.to_string())?;
+            state
+                .segmenter
+                .segment(&embedding, &settings.prompts, &settings.segment_options())
+                .map_err(|e| e.to_string())?
         };
+        for warning in &segmentation.warnings {
+            gst::debug!(CAT, imp = self, "{warning}");
+        }
+        let t = state.segmenter.timings();
         gst::trace!(
             CAT,
             imp = self,
-            "Frame pts {} {width}x{height} {settings:?}",
-            buf.pts().display()
+            "encoder {:?}, decoder {:?} ({} calls), post-processing {:?}",
+            t.encoder,
+            t.decoder,
+            t.decoder_calls,
+            t.postprocess
         );
-        Ok(gst::FlowSuccess::Ok)
+
+        if settings.overlay && !segmentation.objects.is_empty() {
+            let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
+                .map_err(|e| format!("Cannot map the frame writable: {e}"))?;
+            let n = frame.n_planes() as usize;
+            let strides: Vec<usize> = frame.plane_stride()[..n]
+                .iter()
+                .map(|&s| s.max(0) as usize)
+                .collect();
+            let planes: Vec<&mut [u8]> = frame.planes_data_mut().into_iter().take(n).collect();
+            let mut view = FrameViewMut::new(format, width, height, planes, &strides)
+                .map_err(|e| e.to_string())?
+                .with_colorimetry(yuv);
+            segment::draw_objects(
+                &mut view,
+                &segmentation.objects,
+                &OverlayStyle {
+                    alpha: settings.overlay_alpha as f32,
+                    outline: settings.overlay_outline,
+                },
+            );
+        }
+        attach_meta(buf, width, height, &segmentation.objects)
+            .map_err(|e| format!("Cannot attach metadata: {e}"))?;
+        Ok(segmentation.objects)
     }
 }
 
@@ -106,7 +360,212 @@ impl ObjectSubclass for TinySam {
     type ParentType = gst_base::BaseTransform;
 }
 
-impl ObjectImpl for TinySam {}
+impl ObjectImpl for TinySam {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("model")
+                    .nick("Model directory")
+                    .blurb("Directory holding model.json, encoder.onnx and decoder.onnx")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("encoder-model")
+                    .nick("Encoder model")
+                    .blurb("Image encoder ONNX file (overrides the one in `model`)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("decoder-model")
+                    .nick("Decoder model")
+                    .blurb("Prompt/mask decoder ONNX file (overrides the one in `model`)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("prompts")
+                    .nick("Prompts")
+                    .blurb(
+                        "Objects to segment, `;`-separated, each of `box=x0,y0,x1,y1`, \
+                         `point=x,y` (positive) and `neg=x,y` (negative); \
+                         applies from the next frame",
+                    )
+                    .default_value(Some(DEFAULT_PROMPTS))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("coordinates", DEFAULT_COORDINATES)
+                    .nick("Coordinates")
+                    .blurb("How prompt coordinates relate to the frame")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("mask-selection", DEFAULT_MASK_SELECTION)
+                    .nick("Mask selection")
+                    .blurb("Which of the decoder's output masks to keep")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("mask-threshold")
+                    .nick("Mask threshold")
+                    .blurb("Threshold on the mask logits (SAM: 0.0)")
+                    .minimum(-MAX_MASK_THRESHOLD)
+                    .maximum(MAX_MASK_THRESHOLD)
+                    .default_value(DEFAULT_MASK_THRESHOLD)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("overlay")
+                    .nick("Overlay")
+                    .blurb("Draw the masks into the frames")
+                    .default_value(DEFAULT_OVERLAY)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("overlay-alpha")
+                    .nick("Overlay alpha")
+                    .blurb("Opacity of the mask fill")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_OVERLAY_ALPHA)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecBoolean::builder("overlay-outline")
+                    .nick("Overlay outline")
+                    .blurb("Draw the mask boundaries opaque")
+                    .default_value(DEFAULT_OVERLAY_OUTLINE)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("n-threads")
+                    .nick("Threads")
+                    .blurb("Intra-op threads per ONNX Runtime session (0 = ONNX Runtime's default)")
+                    .maximum(1024)
+                    .default_value(DEFAULT_N_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default(
+                    "execution-provider",
+                    DEFAULT_EXECUTION_PROVIDER,
+                )
+                .nick("Execution provider")
+                .blurb("Where ONNX Runtime runs the models; falls back to the CPU with a warning")
+                .mutable_ready()
+                .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let name = pspec.name();
+        let model_property = matches!(
+            name,
+            "model" | "encoder-model" | "decoder-model" | "n-threads" | "execution-provider"
+        );
+        if model_property && self.started() {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "`{name}` can only change in the NULL or READY state; ignored"
+            );
+            return;
+        }
+        let path = |value: &glib::Value| {
+            value
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+        };
+        match name {
+            "model" => self.lock_settings().model = path(value),
+            "encoder-model" => self.lock_settings().encoder_model = path(value),
+            "decoder-model" => self.lock_settings().decoder_model = path(value),
+            "prompts" => {
+                let text = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                match segment::parse_prompts(&text) {
+                    Ok(prompts) => {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "Prompts `{text}`: {} objects",
+                            prompts.len()
+                        );
+                        let mut settings = self.lock_settings();
+                        settings.prompts_text = text;
+                        settings.prompts = Arc::new(prompts);
+                    }
+                    Err(err) => {
+                        gst::element_imp_warning!(
+                            self,
+                            gst::LibraryError::Settings,
+                            ("Invalid prompts: {}; keeping the previous prompts", err),
+                            ["prompts were `{}`", text]
+                        );
+                    }
+                }
+            }
+            "coordinates" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().coordinates = v;
+                }
+            }
+            "mask-selection" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().mask_selection = v;
+                }
+            }
+            "mask-threshold" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().mask_threshold = v;
+                }
+            }
+            "overlay" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().overlay = v;
+                }
+            }
+            "overlay-alpha" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().overlay_alpha = v;
+                }
+            }
+            "overlay-outline" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().overlay_outline = v;
+                }
+            }
+            "n-threads" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().n_threads = v;
+                }
+            }
+            "execution-provider" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().execution_provider = v;
+                }
+            }
+            other => gst::warning!(CAT, imp = self, "Unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.lock_settings();
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        match pspec.name() {
+            "model" => path(&settings.model).to_value(),
+            "encoder-model" => path(&settings.encoder_model).to_value(),
+            "decoder-model" => path(&settings.decoder_model).to_value(),
+            "prompts" => settings.prompts_text.to_value(),
+            "coordinates" => settings.coordinates.to_value(),
+            "mask-selection" => settings.mask_selection.to_value(),
+            "mask-threshold" => settings.mask_threshold.to_value(),
+            "overlay" => settings.overlay.to_value(),
+            "overlay-alpha" => settings.overlay_alpha.to_value(),
+            "overlay-outline" => settings.overlay_outline.to_value(),
+            "n-threads" => settings.n_threads.to_value(),
+            "execution-provider" => settings.execution_provider.to_value(),
+            // Only the properties above are installed.
+            _ => pspec.default_value().clone(),
+        }
+    }
+}
 
 impl GstObjectImpl for TinySam {}
 
@@ -146,11 +605,17 @@ impl ElementImpl for TinySam {
 impl BaseTransformImpl for TinySam {
     const MODE: gst_base::subclass::BaseTransformMode =
         gst_base::subclass::BaseTransformMode::AlwaysInPlace;
-    const PASSTHROUGH_ON_SAME_CAPS: bool = true;
-    const TRANSFORM_IP_ON_PASSTHROUGH: bool = true;
+    // Buffers get metadata (and maybe drawings), so they must be writable.
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
-        let runtime = runtime::ensure_loaded().map_err(|err| {
+        let settings = self.settings();
+        let source = settings.model_source().map_err(|msg| {
+            gst::error!(CAT, imp = self, "{msg}");
+            gst::error_msg!(gst::LibraryError::Settings, ("{msg}"))
+        })?;
+        let runtime = segment::runtime::ensure_loaded().map_err(|err| {
             gst::error!(CAT, imp = self, "{err}");
             gst::error_msg!(gst::LibraryError::Init, ("{err}"))
         })?;
@@ -161,8 +626,47 @@ impl BaseTransformImpl for TinySam {
             runtime.library().display(),
             runtime.source()
         );
+        let requested = match settings.execution_provider {
+            ExecutionProvider::Cpu => ExecutionProviderKind::Cpu,
+            ExecutionProvider::Cuda => ExecutionProviderKind::Cuda,
+            ExecutionProvider::TensorRt => ExecutionProviderKind::TensorRt,
+            ExecutionProvider::OpenVino => ExecutionProviderKind::OpenVino,
+        };
+        let options = EngineOptions {
+            n_threads: settings.n_threads as usize,
+            execution_provider: requested,
+        };
+        let (segmenter, warnings) = Segmenter::load(&source, &options).map_err(|err| {
+            gst::error!(CAT, imp = self, "{err}");
+            gst::error_msg!(gst::LibraryError::Init, ["Cannot load the model: {}", err])
+        })?;
+        for warning in &warnings {
+            gst::warning!(CAT, imp = self, "{warning}");
+        }
+        let used = segmenter.execution_provider();
+        if used != requested {
+            gst::element_imp_warning!(
+                self,
+                gst::LibraryError::Init,
+                [
+                    "Execution provider {} is not available, running on {}: {}",
+                    requested.name(),
+                    used.name(),
+                    warnings.join("; ")
+                ]
+            );
+        }
+        let model_info = segmenter.info();
+        gst::info!(
+            CAT,
+            imp = self,
+            "Model loaded: input {}, {:?} decoder, on {}",
+            model_info.input_size,
+            model_info.decoder_layout,
+            used.name()
+        );
         *self.state() = Some(State {
-            runtime,
+            segmenter,
             info: None,
         });
         Ok(())
@@ -182,26 +686,39 @@ impl BaseTransformImpl for TinySam {
         let state = state
             .as_mut()
             .ok_or_else(|| gst::loggable_error!(CAT, "Caps set before start"))?;
-        gst::trace!(
-            CAT,
-            imp = self,
-            "Runtime {}",
-            state.runtime.library().display()
-        );
         state.info = Some(info);
         Ok(())
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // Caps in and out are always equal, so buffers normally take the
-        // passthrough path below; this one only exists for completeness.
-        self.inspect(buf)
-    }
-
-    fn transform_ip_passthrough(
-        &self,
-        buf: &gst::Buffer,
-    ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.inspect(buf)
+        // Copied out so property calls never wait for inference.
+        let settings = self.settings();
+        if settings.prompts.is_empty() {
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let result = {
+            let mut state = self.state();
+            match state.as_mut() {
+                Some(state) => self.process(state, buf, &settings),
+                None => Err("Not started".to_owned()),
+            }
+        };
+        // The lock is released before posting, so bus handlers cannot deadlock on it.
+        match result {
+            Ok(objects) => {
+                gst::trace!(
+                    CAT,
+                    imp = self,
+                    "Frame pts {}: {} objects",
+                    buf.pts().display(),
+                    objects.len()
+                );
+                Ok(gst::FlowSuccess::Ok)
+            }
+            Err(msg) => {
+                gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", msg]);
+                Err(gst::FlowError::Error)
+            }
+        }
     }
 }

@@ -6,11 +6,65 @@ use gst::prelude::*;
 
 mod imp;
 
+/// Name of the custom meta carrying all objects of a frame.
+pub const META_NAME: &str = "GstTinySamMeta";
+
 glib::wrapper! {
     pub struct TinySam(ObjectSubclass<imp::TinySam>) @extends gst_base::BaseTransform, gst::Element, gst::Object;
 }
 
+/// How prompt coordinates relate to the frame.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstTinySamCoordinates")]
+pub enum Coordinates {
+    #[default]
+    #[enum_value(name = "Frame pixels, (0,0) to (width,height)", nick = "pixels")]
+    Pixels = 0,
+    #[enum_value(name = "Fractions of the frame, (0,0) to (1,1)", nick = "normalized")]
+    Normalized = 1,
+}
+
+/// Which of the decoder's output masks to keep.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstTinySamMaskSelection")]
+pub enum MaskSelectionMode {
+    #[default]
+    #[enum_value(name = "The rule named in model.json", nick = "model")]
+    Model = 0,
+    #[enum_value(
+        name = "TinySAM: best multimask output by predicted IoU",
+        nick = "tinysam"
+    )]
+    TinySam = 1,
+    #[enum_value(
+        name = "SAM: best multimask output for a single point, output 0 otherwise",
+        nick = "sam"
+    )]
+    Sam = 2,
+}
+
+/// Where ONNX Runtime runs the models.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstTinySamExecutionProvider")]
+pub enum ExecutionProvider {
+    #[default]
+    #[enum_value(name = "CPU", nick = "cpu")]
+    Cpu = 0,
+    #[enum_value(name = "NVIDIA CUDA", nick = "cuda")]
+    Cuda = 1,
+    #[enum_value(name = "NVIDIA TensorRT (CUDA for the rest)", nick = "tensorrt")]
+    TensorRt = 2,
+    #[enum_value(name = "Intel OpenVINO", nick = "openvino")]
+    OpenVino = 3,
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    if !gst::meta::CustomMeta::is_registered(META_NAME) {
+        gst::meta::CustomMeta::register(META_NAME, &[]);
+    }
     gst::Element::register(
         Some(plugin),
         "tinysam",

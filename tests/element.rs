@@ -1,0 +1,427 @@
+// SPDX-License-Identifier: Apache-2.0
+//! The `tinysam` element in real pipelines (plugin registered statically),
+//! with the trained fixture model in models/tinysam-fixture
+//! (or `TINYSAM_TEST_MODEL=dir`).
+
+use std::path::PathBuf;
+use std::sync::Once;
+
+use gst::prelude::*;
+
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 240;
+/// The ellipse drawn into the test frame: centre and radii.
+const ELLIPSE: (f64, f64, f64, f64) = (160.0, 120.0, 70.0, 50.0);
+const BACKGROUND: [u8; 3] = [30, 40, 90];
+const FOREGROUND: [u8; 3] = [230, 200, 40];
+const BOX_PROMPT: &str = "box=86,66,234,174";
+const POINT_PROMPT: &str = "point=160,120";
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().expect("gst::init");
+        gsttinysam::plugin_register_static().expect("register the tinysam plugin");
+    });
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn model_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TINYSAM_TEST_MODEL") {
+        return PathBuf::from(dir);
+    }
+    root().join("models/tinysam-fixture")
+}
+
+fn in_ellipse(x: u32, y: u32) -> bool {
+    let (cx, cy, rx, ry) = ELLIPSE;
+    let dx = (f64::from(x) + 0.5 - cx) / rx;
+    let dy = (f64::from(y) + 0.5 - cy) / ry;
+    dx * dx + dy * dy <= 1.0
+}
+
+/// The test frame as packed RGBA.
+fn rgba_frame() -> Vec<u8> {
+    let mut data = Vec::with_capacity((WIDTH * HEIGHT * 4) as usize);
+    for y in 0..HEIGHT {
+        for x in 0..WIDTH {
+            let c = if in_ellipse(x, y) {
+                FOREGROUND
+            } else {
+                BACKGROUND
+            };
+            data.extend_from_slice(&[c[0], c[1], c[2], 255]);
+        }
+    }
+    data
+}
+
+fn exact_mask() -> Vec<bool> {
+    (0..HEIGHT)
+        .flat_map(|y| (0..WIDTH).map(move |x| in_ellipse(x, y)))
+        .collect()
+}
+
+fn iou(a: &[bool], b: &[bool]) -> f64 {
+    let inter = a.iter().zip(b).filter(|(a, b)| **a && **b).count();
+    let union = a.iter().zip(b).filter(|(a, b)| **a || **b).count();
+    if union == 0 {
+        return 0.0;
+    }
+    inter as f64 / union as f64
+}
+
+/// Pastes a box-cropped, bit-packed (MSB first, rows not padded) mask into
+/// a frame-sized one.
+fn unpack(x: i32, y: i32, w: i32, h: i32, bits: &[u8]) -> Vec<bool> {
+    let mut mask = vec![false; (WIDTH * HEIGHT) as usize];
+    for r in 0..h {
+        for c in 0..w {
+            let i = (r * w + c) as usize;
+            if bits[i / 8] & (0x80 >> (i % 8)) != 0 {
+                mask[((y + r) as u32 * WIDTH + (x + c) as u32) as usize] = true;
+            }
+        }
+    }
+    mask
+}
+
+#[derive(Debug)]
+struct Object {
+    id: u32,
+    prompt_index: i32,
+    iou: f64,
+    area: u64,
+    mask: Vec<bool>,
+}
+
+/// The objects of the custom meta.
+fn custom_meta_objects(buffer: &gst::BufferRef) -> Vec<Object> {
+    let meta = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta").expect("custom meta");
+    let s = meta.structure();
+    assert_eq!(s.name(), "tinysam/objects");
+    assert_eq!(s.get::<u32>("frame-width").unwrap(), WIDTH);
+    assert_eq!(s.get::<u32>("frame-height").unwrap(), HEIGHT);
+    let objects = s.get::<gst::Array>("objects").expect("objects");
+    assert_eq!(s.get::<u32>("count").unwrap() as usize, objects.len());
+    objects
+        .iter()
+        .map(|v| {
+            let o = v.get::<gst::Structure>().expect("object structure");
+            assert_eq!(o.name(), "tinysam/object");
+            assert_eq!(o.get::<&str>("source").unwrap(), "prompt");
+            let bits = o.get::<glib::Bytes>("mask").unwrap();
+            let mask = unpack(
+                o.get("x").unwrap(),
+                o.get("y").unwrap(),
+                o.get("width").unwrap(),
+                o.get("height").unwrap(),
+                &bits,
+            );
+            let area = o.get::<u64>("area").unwrap();
+            assert_eq!(mask.iter().filter(|m| **m).count() as u64, area);
+            let stability = o.get::<f64>("stability").unwrap();
+            assert!((0.0..=1.0).contains(&stability));
+            Object {
+                id: o.get("id").unwrap(),
+                prompt_index: o.get("prompt-index").unwrap(),
+                iou: o.get("iou").unwrap(),
+                area,
+                mask,
+            }
+        })
+        .collect()
+}
+
+/// The masks of the ROI metas, by object id.
+fn roi_masks(buffer: &gst::BufferRef) -> Vec<(i32, Vec<bool>)> {
+    buffer
+        .iter_meta::<gst_video::VideoRegionOfInterestMeta>()
+        .map(|roi| {
+            assert_eq!(roi.roi_type(), "tinysam");
+            let (x, y, w, h) = roi.rect();
+            let p = roi.param("tinysam/mask").expect("tinysam/mask param");
+            let bits = p.get::<glib::Bytes>("mask").unwrap();
+            assert_eq!(p.get::<u32>("id").unwrap() as i32, roi.id());
+            (
+                roi.id(),
+                unpack(x as i32, y as i32, w as i32, h as i32, &bits),
+            )
+        })
+        .collect()
+}
+
+/// appsrc (RGBA) ! videoconvert ! <format> ! tinysam ! appsink.
+struct Harness {
+    pipeline: gst::Pipeline,
+    src: gst::Element,
+    sink: gst::Element,
+    sam: gst::Element,
+}
+
+impl Harness {
+    fn new(format: &str, properties: &str) -> Harness {
+        init();
+        let description = format!(
+            "appsrc name=src format=time caps=video/x-raw,format=RGBA,width={WIDTH},height={HEIGHT},framerate=30/1 \
+             ! videoconvert ! video/x-raw,format={format} \
+             ! tinysam name=sam model=\"{}\" {properties} \
+             ! appsink name=sink sync=false",
+            model_dir().display()
+        );
+        let pipeline = gst::parse::launch(&description)
+            .expect("parse pipeline")
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline");
+        let src = pipeline.by_name("src").unwrap();
+        let sink = pipeline.by_name("sink").unwrap();
+        let sam = pipeline.by_name("sam").unwrap();
+        pipeline.set_state(gst::State::Playing).expect("PLAYING");
+        Harness {
+            pipeline,
+            src,
+            sink,
+            sam,
+        }
+    }
+
+    /// Pushes `frame` (RGBA) and returns the buffer that comes out.
+    fn push(&self, frame: &[u8], index: u64) -> gst::Buffer {
+        let mut buffer = gst::Buffer::from_slice(frame.to_vec());
+        {
+            let b = buffer.get_mut().unwrap();
+            b.set_pts(gst::ClockTime::from_mseconds(index * 33));
+            b.set_duration(gst::ClockTime::from_mseconds(33));
+        }
+        let ret = self
+            .src
+            .emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
+        assert_eq!(ret, gst::FlowReturn::Ok);
+        let sample = self
+            .sink
+            .emit_by_name::<Option<gst::Sample>>("try-pull-sample", &[&60_000_000_000u64]);
+        let Some(sample) = sample else {
+            let bus = self.pipeline.bus().unwrap();
+            if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+                panic!("pipeline error: {msg:?}");
+            }
+            panic!("no sample within 60 s");
+        };
+        sample.buffer_owned().expect("buffer")
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Segments the test frame converted to `format` and returns the custom meta's objects.
+fn segment_in(format: &str, prompts: &str) -> Vec<Object> {
+    let h = Harness::new(format, &format!("prompts=\"{prompts}\""));
+    let out = h.push(&rgba_frame(), 0);
+    custom_meta_objects(&out)
+}
+
+#[test]
+fn box_prompt_segments_the_ellipse() {
+    let h = Harness::new("RGBA", &format!("prompts=\"{BOX_PROMPT}\""));
+    let out = h.push(&rgba_frame(), 0);
+    let objects = custom_meta_objects(&out);
+    assert_eq!(objects.len(), 1);
+    let exact = exact_mask();
+    let score = iou(&objects[0].mask, &exact);
+    println!(
+        "box prompt: IoU {score:.4} (predicted {:.3}, area {} vs {})",
+        objects[0].iou,
+        objects[0].area,
+        exact.iter().filter(|m| **m).count()
+    );
+    assert!(score >= 0.85, "IoU {score}");
+    assert_eq!(objects[0].prompt_index, 0);
+
+    let rois = roi_masks(&out);
+    assert_eq!(rois.len(), 1);
+    assert_eq!(rois[0].0 as u32, objects[0].id);
+    assert_eq!(
+        rois[0].1, objects[0].mask,
+        "ROI mask differs from the custom meta's"
+    );
+}
+
+#[test]
+fn point_prompt_segments_the_ellipse() {
+    let objects = segment_in("RGBA", POINT_PROMPT);
+    assert_eq!(objects.len(), 1);
+    let score = iou(&objects[0].mask, &exact_mask());
+    println!("point prompt: IoU {score:.4}");
+    assert!(score >= 0.70, "IoU {score}");
+}
+
+#[test]
+fn formats_agree() {
+    let reference = segment_in("RGBA", BOX_PROMPT);
+    for format in ["BGRx", "I420", "NV12"] {
+        let objects = segment_in(format, BOX_PROMPT);
+        assert_eq!(objects.len(), 1, "{format}");
+        let score = iou(&objects[0].mask, &reference[0].mask);
+        println!("{format} vs RGBA: IoU {score:.4}");
+        assert!(score >= 0.98, "{format}: IoU {score} with RGBA");
+    }
+}
+
+#[test]
+fn overlay_changes_only_pixels_inside_the_mask() {
+    let h = Harness::new("RGBA", &format!("prompts=\"{BOX_PROMPT}\" overlay=true"));
+    let input = rgba_frame();
+    let out = h.push(&input, 0);
+    let objects = custom_meta_objects(&out);
+    assert_eq!(objects.len(), 1);
+    let mask = &objects[0].mask;
+    let map = out.map_readable().unwrap();
+    let (mut inside, mut changed_inside) = (0usize, 0usize);
+    for (i, m) in mask.iter().enumerate() {
+        let changed = map[i * 4..i * 4 + 3] != input[i * 4..i * 4 + 3];
+        if *m {
+            inside += 1;
+            changed_inside += usize::from(changed);
+        } else {
+            assert!(!changed, "pixel {} outside the mask changed", i);
+        }
+    }
+    println!("overlay: {changed_inside} of {inside} mask pixels changed");
+    assert!(inside > 0 && changed_inside * 100 >= inside * 95);
+
+    // Without overlay the frame is untouched.
+    let h = Harness::new("RGBA", &format!("prompts=\"{BOX_PROMPT}\""));
+    let out = h.push(&input, 0);
+    assert_eq!(&*out.map_readable().unwrap(), &input[..]);
+}
+
+#[test]
+fn prompts_change_while_playing() {
+    let h = Harness::new("RGBA", "");
+    let frame = rgba_frame();
+    let out = h.push(&frame, 0);
+    assert!(
+        gst::meta::CustomMeta::from_buffer(&out, "GstTinySamMeta").is_err(),
+        "no prompts, no metadata"
+    );
+    assert_eq!(&*out.map_readable().unwrap(), &frame[..]);
+
+    h.sam.set_property("prompts", BOX_PROMPT);
+    let objects = custom_meta_objects(&h.push(&frame, 1));
+    assert_eq!(objects.len(), 1);
+
+    h.sam
+        .set_property("prompts", format!("{BOX_PROMPT}; point=20,20"));
+    let objects = custom_meta_objects(&h.push(&frame, 2));
+    assert_eq!(objects.len(), 2);
+    assert_eq!(objects[1].prompt_index, 1);
+    // The background point does not give the ellipse.
+    assert!(iou(&objects[1].mask, &exact_mask()) < 0.5);
+}
+
+/// Sets the pipeline to PAUSED, expects failure and returns the error text.
+fn start_error(properties: &str) -> String {
+    init();
+    let description = format!("videotestsrc num-buffers=1 ! tinysam {properties} ! fakesink");
+    let pipeline = gst::parse::launch(&description).expect("parse pipeline");
+    let result = pipeline.set_state(gst::State::Paused);
+    let bus = pipeline.bus().unwrap();
+    let msg = bus.pop_filtered(&[gst::MessageType::Error]);
+    let _ = pipeline.set_state(gst::State::Null);
+    assert!(result.is_err(), "state change succeeded with {properties}");
+    let Some(msg) = msg else {
+        panic!("no error message with {properties}");
+    };
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    format!(
+        "{} {}",
+        err.error(),
+        err.debug().map(|d| d.to_string()).unwrap_or_default()
+    )
+}
+
+#[test]
+fn missing_model_is_reported() {
+    let text = start_error("model=/nonexistent/tinysam");
+    assert!(text.contains("/nonexistent/tinysam"), "{text}");
+}
+
+#[test]
+fn wrong_decoder_inputs_are_listed() {
+    let data = root().join("tests/data");
+    let text = start_error(&format!(
+        "model=\"{}\" decoder-model=\"{}\"",
+        data.join("tiny").display(),
+        data.join("wrong_inputs.onnx").display()
+    ));
+    for needle in [
+        "wrong_inputs.onnx",
+        "missing input `image_embeddings`",
+        "expected:",
+        "inputs:  embeddings",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in {text}");
+    }
+}
+
+#[test]
+fn no_model_is_an_actionable_error() {
+    let text = start_error("");
+    assert!(text.contains("set the `model` property"), "{text}");
+}
+
+#[test]
+fn malformed_prompts_warn_and_keep_the_previous_ones() {
+    init();
+    let pipeline = gst::Pipeline::new();
+    let sam = gst::ElementFactory::make("tinysam").build().unwrap();
+    pipeline.add(&sam).unwrap();
+    sam.set_property("prompts", BOX_PROMPT);
+    sam.set_property("prompts", "box=1,2,3,4; point=3");
+    assert_eq!(sam.property::<String>("prompts"), BOX_PROMPT);
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    // The warning itself names the offending part; the debug text repeats the string.
+    let text = w.error().to_string();
+    assert!(text.contains("point=3"), "{text}");
+    assert!(text.contains("object 2"), "{text}");
+    let debug = w.debug().map(|d| d.to_string()).unwrap_or_default();
+    assert!(debug.contains("box=1,2,3,4; point=3"), "{debug}");
+}
+
+#[test]
+fn properties_have_documented_defaults() {
+    init();
+    let sam = gst::ElementFactory::make("tinysam").build().unwrap();
+    assert_eq!(sam.property::<Option<String>>("model"), None);
+    assert_eq!(sam.property::<String>("prompts"), "");
+    assert_eq!(sam.property::<f64>("mask-threshold"), 0.0);
+    assert!(!sam.property::<bool>("overlay"));
+    assert_eq!(sam.property::<f64>("overlay-alpha"), 0.5);
+    assert!(sam.property::<bool>("overlay-outline"));
+    assert_eq!(sam.property::<u32>("n-threads"), 0);
+    sam.set_property_from_str("coordinates", "normalized");
+    sam.set_property_from_str("mask-selection", "sam");
+    sam.set_property_from_str("execution-provider", "cuda");
+    let nick = |name: &str| {
+        let v = sam.property_value(name);
+        glib::EnumValue::from_value(&v).unwrap().1.nick().to_owned()
+    };
+    assert_eq!(nick("coordinates"), "normalized");
+    assert_eq!(nick("mask-selection"), "sam");
+    assert_eq!(nick("execution-provider"), "cuda");
+}

@@ -210,6 +210,11 @@ class MaskDecoder(nn.Module):
         src = (image_embeddings + dense).flatten(2).transpose(1, 2)
         pos = image_pe.flatten(2).transpose(1, 2).expand(b, -1, -1)
         hs, src = self.transformer(src, pos, tokens)
+        return self.predict(hs, src, h, w)
+
+    def predict(self, hs, src, h, w):
+        """Masks and IoU predictions from the transformer's token and image outputs."""
+        b, c = src.shape[0], src.shape[-1]
         iou_out = hs[:, 0]
         mask_out = hs[:, 1 : 1 + self.num_mask_tokens]
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))

@@ -88,16 +88,6 @@ class PromptSide(nn.Module):
         q, k = queries + point_tokens, keys + image_pe
         queries = tr.norm_final_attn(queries + tr.final_attn_token_to_image(q, k, keys))
 
+        # the model format's embedding is square
         h = w = int(round(math.sqrt(keys.shape[1])))
-        return self._heads_out(dec, queries, keys, b, h, w)
-
-    @staticmethod
-    def _heads_out(dec, hs, src, b, h, w):
-        c = src.shape[-1]
-        iou_out = hs[:, 0]
-        mask_out = hs[:, 1 : 1 + dec.num_mask_tokens]
-        upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
-        hyper = torch.stack([mlp(mask_out[:, i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1)
-        bu, cu, hu, wu = upscaled.shape
-        masks = (hyper @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
-        return masks, dec.iou_prediction_head(iou_out)
+        return dec.predict(queries, keys, h, w)

@@ -326,6 +326,87 @@ fn prompts_change_while_playing() {
     assert!(iou(&objects[1].mask, &exact_mask()) < 0.5);
 }
 
+#[test]
+fn latency_includes_the_processing_time() {
+    let h = Harness::new("RGBA", &format!("prompts=\"{BOX_PROMPT}\""));
+    let src = h.sam.static_pad("src").unwrap();
+    let latency = || {
+        let mut q = gst::query::Latency::new();
+        assert!(src.query(&mut q));
+        q.result().1
+    };
+    assert_eq!(latency(), gst::ClockTime::ZERO, "nothing processed yet");
+    assert!(h.sam.property::<bool>("qos"), "QoS is on by default");
+
+    let started = std::time::Instant::now();
+    h.push(&rgba_frame(), 0);
+    let frame_time = started.elapsed();
+    let reported = latency();
+    assert!(reported > gst::ClockTime::ZERO);
+    assert!(
+        reported.nseconds() as u128 <= 2 * frame_time.as_nanos(),
+        "reported {reported} for a frame that took {frame_time:?}"
+    );
+    // The pipeline is told to recompute its latency.
+    let bus = h.pipeline.bus().unwrap();
+    assert!(bus.pop_filtered(&[gst::MessageType::Latency]).is_some());
+}
+
+fn prompt_structure(field: &str, numbers: &[f64]) -> gst::Structure {
+    gst::Structure::builder("tinysam/prompt")
+        .field(field, gst::Array::new(numbers.iter().copied()))
+        .build()
+}
+
+#[test]
+fn structured_prompts_give_the_same_masks_as_text() {
+    let h = Harness::new("RGBA", "");
+    let frame = rgba_frame();
+    h.sam
+        .set_property("prompts", format!("{BOX_PROMPT}; {POINT_PROMPT}"));
+    let from_text = custom_meta_objects(&h.push(&frame, 0));
+
+    let list = gst::Array::new([
+        prompt_structure("box", &[86.0, 66.0, 234.0, 174.0]),
+        prompt_structure("points", &[160.0, 120.0]),
+    ]);
+    h.sam.set_property("prompt-list", &list);
+    // Both properties are views of the same prompts.
+    assert_eq!(
+        h.sam.property::<String>("prompts"),
+        format!("{BOX_PROMPT}; {POINT_PROMPT}")
+    );
+    assert_eq!(h.sam.property::<gst::Array>("prompt-list").len(), 2);
+    let from_list = custom_meta_objects(&h.push(&frame, 1));
+
+    assert_eq!(from_text.len(), 2);
+    assert_eq!(from_list.len(), 2);
+    for (a, b) in from_text.iter().zip(&from_list) {
+        assert_eq!(a.mask, b.mask);
+        assert_eq!(a.prompt_index, b.prompt_index);
+    }
+
+    // A bad list warns, names the object and keeps the previous prompts.
+    let bad = gst::Array::new([
+        prompt_structure("box", &[86.0, 66.0, 234.0, 174.0]),
+        prompt_structure("points", &[160.0]),
+    ]);
+    h.sam.set_property("prompt-list", &bad);
+    assert_eq!(h.sam.property::<gst::Array>("prompt-list").len(), 2);
+    let bus = h.pipeline.bus().unwrap();
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let text = w.error().to_string();
+    assert!(
+        text.contains("object 2") && text.contains("x,y pairs"),
+        "{text}"
+    );
+}
+
 /// Sets the pipeline to PAUSED, expects failure and returns the error text.
 fn start_error(properties: &str) -> String {
     init();

@@ -170,6 +170,21 @@ impl Prompt {
         self.points.is_empty() && self.bbox.is_none()
     }
 
+    /// Checks that the prompt selects something: it needs a positive point
+    /// or a box (negative points alone select nothing). The error says why.
+    pub fn check_selects(&self) -> Result<(), String> {
+        if self.is_empty() {
+            return Err("an object needs at least one point or a box".to_owned());
+        }
+        if self.positive_points().next().is_none() && self.bbox.is_none() {
+            return Err(
+                "an object needs a positive point or a box; negative points alone select nothing"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
     /// Whether this is a single point without a box (SAM then prefers the
     /// best of its multimask outputs).
     pub fn is_single_point(&self) -> bool {
@@ -410,19 +425,9 @@ fn parse_object(text: &str, object: usize) -> Result<Prompt, PromptError> {
             _ => return Err(error(token, "malformed values".to_owned())),
         }
     }
-    if prompt.is_empty() {
-        return Err(error(
-            text.trim(),
-            "an object needs at least one point or a box".to_owned(),
-        ));
-    }
-    if prompt.positive_points().next().is_none() && prompt.bbox.is_none() {
-        return Err(error(
-            text.trim(),
-            "an object needs a positive point or a box; negative points alone select nothing"
-                .to_owned(),
-        ));
-    }
+    prompt
+        .check_selects()
+        .map_err(|reason| error(text.trim(), reason))?;
     Ok(prompt)
 }
 

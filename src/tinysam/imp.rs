@@ -16,7 +16,9 @@
 //! through untouched while there are no prompts.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::time::Instant;
 
 use gst::glib;
 use gst::prelude::*;
@@ -25,6 +27,7 @@ use gst_base::subclass::prelude::*;
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
+use super::prompt_list;
 use super::{Coordinates, ExecutionProvider, META_NAME, MaskSelectionMode};
 use crate::segment::{
     self, CoordMode, EngineOptions, ExecutionProviderKind, FrameView, FrameViewMut, MaskSelection,
@@ -72,8 +75,10 @@ struct Settings {
     model: Option<PathBuf>,
     encoder_model: Option<PathBuf>,
     decoder_model: Option<PathBuf>,
+    /// The prompts as set through `prompts`, or their text form when set
+    /// through `prompt-list`.
     prompts_text: String,
-    /// `prompts_text` parsed; shared so copying the settings per buffer is cheap.
+    /// The current prompts; shared so copying the settings per buffer is cheap.
     prompts: Arc<Vec<Prompt>>,
     coordinates: Coordinates,
     mask_selection: MaskSelectionMode,
@@ -165,7 +170,14 @@ struct State {
 pub struct TinySam {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
+    /// The latency this element adds, in nanoseconds: the longest time a
+    /// frame has spent in it since start. Answers the LATENCY query.
+    latency_ns: AtomicU64,
 }
+
+/// The reported latency grows in steps of at least this factor, so a live
+/// pipeline is not asked to recompute its latency on every slower frame.
+const LATENCY_STEP: f64 = 1.25;
 
 fn pixel_format(format: VideoFormat) -> Option<PixelFormat> {
     Some(match format {
@@ -194,6 +206,15 @@ fn colorimetry(info: &gst_video::VideoInfo) -> YuvColorimetry {
             _ => YuvRange::Limited,
         },
     }
+}
+
+/// The text form of prompts, as the `prompts` property reads back.
+fn prompts_text(prompts: &[Prompt]) -> String {
+    prompts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The fields shared by the custom meta's objects and the ROI params.
@@ -265,6 +286,53 @@ impl TinySam {
 
     fn settings(&self) -> Settings {
         self.lock_settings().clone()
+    }
+
+    /// Replaces the prompts, or keeps the previous ones and warns on the bus
+    /// when the new ones do not parse.
+    fn set_prompts(&self, prompts: Result<Vec<Prompt>, String>, text: String) {
+        match prompts {
+            Ok(prompts) => {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "Prompts `{text}`: {} objects",
+                    prompts.len()
+                );
+                let mut settings = self.lock_settings();
+                settings.prompts_text = text;
+                settings.prompts = Arc::new(prompts);
+            }
+            Err(err) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Settings,
+                    ("Invalid prompts: {}; keeping the previous prompts", err),
+                    ["prompts were `{}`", text]
+                );
+            }
+        }
+    }
+
+    /// Records how long a frame took; when that exceeds the reported latency,
+    /// raises it and asks the pipeline to recompute its latency.
+    fn note_processing_time(&self, elapsed: std::time::Duration) {
+        let elapsed = elapsed.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let reported = self.latency_ns.load(Ordering::Relaxed);
+        if elapsed <= reported {
+            return;
+        }
+        let raised = ((elapsed as f64) * LATENCY_STEP) as u64;
+        self.latency_ns.store(raised, Ordering::Relaxed);
+        gst::info!(
+            CAT,
+            imp = self,
+            "Processing takes up to {}, reporting a latency of {}",
+            gst::ClockTime::from_nseconds(elapsed),
+            gst::ClockTime::from_nseconds(raised)
+        );
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
     }
 
     /// Whether the model is loaded, so model properties can no longer change.
@@ -361,6 +429,12 @@ impl ObjectSubclass for TinySam {
 }
 
 impl ObjectImpl for TinySam {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Frames that are already late downstream are dropped before inference.
+        self.obj().set_qos(true);
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             vec![
@@ -387,6 +461,19 @@ impl ObjectImpl for TinySam {
                          applies from the next frame",
                     )
                     .default_value(Some(DEFAULT_PROMPTS))
+                    .mutable_playing()
+                    .build(),
+                gst::ParamSpecArray::builder("prompt-list")
+                    .nick("Prompt list")
+                    .blurb(
+                        "The prompts as structured values for applications (replaces `prompts`): \
+                         an array of `tinysam/prompt` structures, one per object, with any of \
+                         box=<x0,y0,x1,y1>, points=<x,y,...> (positive) and \
+                         negatives=<x,y,...>; applies from the next frame",
+                    )
+                    .element_spec(
+                        &glib::ParamSpecBoxed::builder::<gst::Structure>("prompt").build(),
+                    )
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecEnum::builder_with_default("coordinates", DEFAULT_COORDINATES)
@@ -479,28 +566,24 @@ impl ObjectImpl for TinySam {
                     .ok()
                     .flatten()
                     .unwrap_or_default();
-                match segment::parse_prompts(&text) {
-                    Ok(prompts) => {
-                        gst::debug!(
-                            CAT,
-                            imp = self,
-                            "Prompts `{text}`: {} objects",
-                            prompts.len()
-                        );
-                        let mut settings = self.lock_settings();
-                        settings.prompts_text = text;
-                        settings.prompts = Arc::new(prompts);
-                    }
-                    Err(err) => {
-                        gst::element_imp_warning!(
-                            self,
-                            gst::LibraryError::Settings,
-                            ("Invalid prompts: {}; keeping the previous prompts", err),
-                            ["prompts were `{}`", text]
-                        );
-                    }
-                }
+                let prompts = segment::parse_prompts(&text).map_err(|e| e.to_string());
+                self.set_prompts(prompts, text);
             }
+            "prompt-list" => match value.get::<gst::Array>() {
+                Ok(array) => {
+                    let prompts = prompt_list::prompts_from_array(&array);
+                    let text = match &prompts {
+                        Ok(prompts) => prompts_text(prompts),
+                        Err(_) => array
+                            .to_value()
+                            .serialize()
+                            .map(String::from)
+                            .unwrap_or_default(),
+                    };
+                    self.set_prompts(prompts, text);
+                }
+                Err(err) => gst::warning!(CAT, imp = self, "Invalid prompt-list value: {err}"),
+            },
             "coordinates" => {
                 if let Ok(v) = value.get() {
                     self.lock_settings().coordinates = v;
@@ -553,6 +636,7 @@ impl ObjectImpl for TinySam {
             "encoder-model" => path(&settings.encoder_model).to_value(),
             "decoder-model" => path(&settings.decoder_model).to_value(),
             "prompts" => settings.prompts_text.to_value(),
+            "prompt-list" => prompt_list::prompts_to_array(&settings.prompts).to_value(),
             "coordinates" => settings.coordinates.to_value(),
             "mask-selection" => settings.mask_selection.to_value(),
             "mask-threshold" => settings.mask_threshold.to_value(),
@@ -674,8 +758,30 @@ impl BaseTransformImpl for TinySam {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.state() = None;
+        self.latency_ns.store(0, Ordering::Relaxed);
         gst::debug!(CAT, imp = self, "Stopped");
         Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if !BaseTransformImplExt::parent_query(self, direction, query) {
+            return false;
+        }
+        // Upstream's latency plus the time a frame spends here.
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            let ours = gst::ClockTime::from_nseconds(self.latency_ns.load(Ordering::Relaxed));
+            let (live, min, max) = q.result();
+            q.set(live, min + ours, max.map(|max| max + ours));
+            gst::debug!(
+                CAT,
+                imp = self,
+                "Latency: ours {ours}, total min {}",
+                min + ours
+            );
+        }
+        true
     }
 
     fn set_caps(&self, incaps: &gst::Caps, outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
@@ -696,6 +802,7 @@ impl BaseTransformImpl for TinySam {
         if settings.prompts.is_empty() {
             return Ok(gst::FlowSuccess::Ok);
         }
+        let started = Instant::now();
         let result = {
             let mut state = self.state();
             match state.as_mut() {
@@ -706,6 +813,7 @@ impl BaseTransformImpl for TinySam {
         // The lock is released before posting, so bus handlers cannot deadlock on it.
         match result {
             Ok(objects) => {
+                self.note_processing_time(started.elapsed());
                 gst::trace!(
                     CAT,
                     imp = self,

@@ -5,6 +5,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod prompt_list;
 
 /// Name of the custom meta carrying all objects of a frame.
 pub const META_NAME: &str = "GstTinySamMeta";

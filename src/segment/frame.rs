@@ -236,6 +236,70 @@ pub enum FrameError {
 
 const MAX_PLANES: usize = 3;
 
+/// What both frame views share: format, size, strides and colorimetry.
+/// The views dereference to it.
+#[derive(Debug, Clone, Copy)]
+pub struct FrameLayout {
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    strides: [usize; MAX_PLANES],
+    colorimetry: YuvColorimetry,
+}
+
+impl FrameLayout {
+    /// Checks that planes of these lengths and strides hold a frame.
+    fn new(
+        format: PixelFormat,
+        width: u32,
+        height: u32,
+        plane_lens: &[usize],
+        strides: &[usize],
+    ) -> Result<Self, FrameError> {
+        let strides = check_planes(format, width, height, plane_lens, strides)?;
+        Ok(FrameLayout {
+            format,
+            width,
+            height,
+            strides,
+            colorimetry: YuvColorimetry::default(),
+        })
+    }
+
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    pub fn colorimetry(&self) -> YuvColorimetry {
+        self.colorimetry
+    }
+
+    /// Bytes per row of plane `index`.
+    pub fn stride(&self, index: usize) -> Option<usize> {
+        (index < self.format.plane_count())
+            .then(|| self.strides.get(index).copied())
+            .flatten()
+    }
+
+    /// The bytes of row `row` of plane `plane`, exactly as many as the format uses.
+    fn row_range(&self, plane: usize, row: usize) -> Option<std::ops::Range<usize>> {
+        let (row_bytes, rows) = self.format.plane_size(plane, self.width, self.height)?;
+        if row >= rows {
+            return None;
+        }
+        let start = self.strides.get(plane)?.checked_mul(row)?;
+        Some(start..start.checked_add(row_bytes)?)
+    }
+}
+
 /// Checks the planes of a frame; returns the strides as a fixed array.
 fn check_planes(
     format: PixelFormat,
@@ -298,12 +362,16 @@ fn check_planes(
 /// A read-only view of one video frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameView<'a> {
-    format: PixelFormat,
-    width: u32,
-    height: u32,
+    layout: FrameLayout,
     planes: [&'a [u8]; MAX_PLANES],
-    strides: [usize; MAX_PLANES],
-    colorimetry: YuvColorimetry,
+}
+
+impl std::ops::Deref for FrameView<'_> {
+    type Target = FrameLayout;
+
+    fn deref(&self) -> &FrameLayout {
+        &self.layout
+    }
 }
 
 impl<'a> FrameView<'a> {
@@ -316,18 +384,14 @@ impl<'a> FrameView<'a> {
         strides: &[usize],
     ) -> Result<Self, FrameError> {
         let lens: Vec<usize> = planes.iter().map(|p| p.len()).collect();
-        let strides = check_planes(format, width, height, &lens, strides)?;
+        let layout = FrameLayout::new(format, width, height, &lens, strides)?;
         let mut fixed: [&'a [u8]; MAX_PLANES] = [&[]; MAX_PLANES];
         for (slot, plane) in fixed.iter_mut().zip(planes) {
             *slot = plane;
         }
         Ok(FrameView {
-            format,
-            width,
-            height,
+            layout,
             planes: fixed,
-            strides,
-            colorimetry: YuvColorimetry::default(),
         })
     }
 
@@ -345,24 +409,8 @@ impl<'a> FrameView<'a> {
     /// Sets how YUV values map to RGB (default: BT.601 limited range).
     #[must_use]
     pub fn with_colorimetry(mut self, colorimetry: YuvColorimetry) -> Self {
-        self.colorimetry = colorimetry;
+        self.layout.colorimetry = colorimetry;
         self
-    }
-
-    pub fn format(&self) -> PixelFormat {
-        self.format
-    }
-
-    pub fn width(&self) -> u32 {
-        self.width
-    }
-
-    pub fn height(&self) -> u32 {
-        self.height
-    }
-
-    pub fn colorimetry(&self) -> YuvColorimetry {
-        self.colorimetry
     }
 
     /// Plane `index`, or `None` past the format's plane count.
@@ -372,23 +420,9 @@ impl<'a> FrameView<'a> {
             .flatten()
     }
 
-    /// Bytes per row of plane `index`.
-    pub fn stride(&self, index: usize) -> Option<usize> {
-        (index < self.format.plane_count())
-            .then(|| self.strides.get(index).copied())
-            .flatten()
-    }
-
     /// Row `row` of plane `plane`, exactly as many bytes as the format uses.
     fn row(&self, plane: usize, row: usize) -> Option<&'a [u8]> {
-        let (row_bytes, rows) = self.format.plane_size(plane, self.width, self.height)?;
-        if row >= rows {
-            return None;
-        }
-        let start = self.strides.get(plane)?.checked_mul(row)?;
-        self.planes
-            .get(plane)?
-            .get(start..start.checked_add(row_bytes)?)
+        self.planes.get(plane)?.get(self.row_range(plane, row)?)
     }
 
     /// Converts the frame to packed 8-bit RGB (`width * height * 3` bytes,
@@ -470,12 +504,16 @@ enum ChromaRow<'a> {
 /// A writable view of one video frame, for drawing.
 #[derive(Debug)]
 pub struct FrameViewMut<'a> {
-    format: PixelFormat,
-    width: u32,
-    height: u32,
+    layout: FrameLayout,
     planes: [&'a mut [u8]; MAX_PLANES],
-    strides: [usize; MAX_PLANES],
-    colorimetry: YuvColorimetry,
+}
+
+impl std::ops::Deref for FrameViewMut<'_> {
+    type Target = FrameLayout;
+
+    fn deref(&self) -> &FrameLayout {
+        &self.layout
+    }
 }
 
 impl<'a> FrameViewMut<'a> {
@@ -488,18 +526,14 @@ impl<'a> FrameViewMut<'a> {
         strides: &[usize],
     ) -> Result<Self, FrameError> {
         let lens: Vec<usize> = planes.iter().map(|p| p.len()).collect();
-        let strides = check_planes(format, width, height, &lens, strides)?;
+        let layout = FrameLayout::new(format, width, height, &lens, strides)?;
         let mut fixed: [&'a mut [u8]; MAX_PLANES] = [&mut [], &mut [], &mut []];
         for (slot, plane) in fixed.iter_mut().zip(planes) {
             *slot = plane;
         }
         Ok(FrameViewMut {
-            format,
-            width,
-            height,
+            layout,
             planes: fixed,
-            strides,
-            colorimetry: YuvColorimetry::default(),
         })
     }
 
@@ -517,47 +551,22 @@ impl<'a> FrameViewMut<'a> {
     /// Sets how YUV values map to RGB (default: BT.601 limited range).
     #[must_use]
     pub fn with_colorimetry(mut self, colorimetry: YuvColorimetry) -> Self {
-        self.colorimetry = colorimetry;
+        self.layout.colorimetry = colorimetry;
         self
-    }
-
-    pub fn format(&self) -> PixelFormat {
-        self.format
-    }
-
-    pub fn width(&self) -> u32 {
-        self.width
-    }
-
-    pub fn height(&self) -> u32 {
-        self.height
-    }
-
-    pub fn colorimetry(&self) -> YuvColorimetry {
-        self.colorimetry
     }
 
     /// A read-only view of the same pixels.
     pub fn as_view(&self) -> FrameView<'_> {
         FrameView {
-            format: self.format,
-            width: self.width,
-            height: self.height,
+            layout: self.layout,
             planes: [&*self.planes[0], &*self.planes[1], &*self.planes[2]],
-            strides: self.strides,
-            colorimetry: self.colorimetry,
         }
     }
 
     /// Row `row` of plane `plane`, exactly as many bytes as the format uses.
     pub(crate) fn row_mut(&mut self, plane: usize, row: usize) -> Option<&mut [u8]> {
-        let (row_bytes, rows) = self.format.plane_size(plane, self.width, self.height)?;
-        if row >= rows {
-            return None;
-        }
-        let start = self.strides.get(plane)?.checked_mul(row)?;
-        let end = start.checked_add(row_bytes)?;
-        self.planes.get_mut(plane)?.get_mut(start..end)
+        let range = self.layout.row_range(plane, row)?;
+        self.planes.get_mut(plane)?.get_mut(range)
     }
 
     /// The U and V rows of chroma row `row` of an I420 frame.
@@ -565,16 +574,12 @@ impl<'a> FrameViewMut<'a> {
         if self.format != PixelFormat::I420 {
             return None;
         }
-        let (row_bytes, rows) = self.format.plane_size(1, self.width, self.height)?;
-        if row >= rows {
-            return None;
-        }
+        let (u_range, v_range) = (
+            self.layout.row_range(1, row)?,
+            self.layout.row_range(2, row)?,
+        );
         let [_, u_plane, v_plane] = &mut self.planes;
-        let u_start = self.strides[1].checked_mul(row)?;
-        let v_start = self.strides[2].checked_mul(row)?;
-        let u = u_plane.get_mut(u_start..u_start.checked_add(row_bytes)?)?;
-        let v = v_plane.get_mut(v_start..v_start.checked_add(row_bytes)?)?;
-        Some((u, v))
+        Some((u_plane.get_mut(u_range)?, v_plane.get_mut(v_range)?))
     }
 }
 

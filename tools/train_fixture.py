@@ -15,6 +15,7 @@ tools/fixture/train.sh reproduces the committed fixture exactly.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -171,6 +172,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--resume", help="checkpoint written by an earlier run")
+    ap.add_argument("--init", help="start from these weights (a fixture.pth) with a fresh optimiser, "
+                    "e.g. to fine-tune at another --image-size")
+    ap.add_argument("--image-size", type=int, help="input size S (default: the fixture config's); "
+                    "TinyViT's windowed attention makes the weights size-independent")
     ap.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is written there) "
                     "while keeping the learning-rate schedule of --steps")
     args = ap.parse_args()
@@ -179,6 +184,8 @@ def main():
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     cfg = FIXTURE_CONFIG
+    if args.image_size:
+        cfg = dataclasses.replace(cfg, image_size=args.image_size)
     size = cfg.image_size
     low = 4 * cfg.embedding_size
     loss_res = 2 * low
@@ -188,6 +195,8 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=args.lr)
     start = 0
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
     if args.resume:
         ck = torch.load(args.resume, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
@@ -205,7 +214,7 @@ def main():
     stop_at = min(args.stop_at or args.steps, args.steps)
     for step in range(start, stop_at):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.steps, args.lr)
+            g["lr"] = lr_at(step, args.steps, args.lr, warmup=min(150, args.steps // 10))
         images, img_idx, prompts, gt, gt_full = make_batch(rng, args.images_per_step, size, loss_res)
         emb = model.encode(images)
         emb_p = emb[img_idx]
@@ -240,8 +249,11 @@ def main():
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng,
                         "torch_rng": torch.get_rng_state(), "step": step + 1},
                        os.path.join(args.out, "train_state.pt"))
-            save_weights(model, cfg, args.out, {"steps": step + 1, "seed": args.seed,
-                                                 "quick_eval": {"box": box, "point": pt}})
+            info = {"steps": step + 1, "seed": args.seed, "image_size": size,
+                    "quick_eval": {"box": box, "point": pt}}
+            if args.init:
+                info["initial_weights"] = args.init
+            save_weights(model, cfg, args.out, info)
 
 
 def save_weights(model, cfg, out, info):

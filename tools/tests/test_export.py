@@ -75,6 +75,50 @@ def test_onnx_interface(tiny_model_dir):
     assert not any(n.op_type == "Resize" for n in dec.graph.node)
 
 
+def test_split_decoder_interface(tiny_model_dir):
+    meta = _meta(tiny_model_dir)
+    assert meta["split_decoder"] == {"image": "decoder_image.onnx", "prompt": "decoder_prompt.onnx",
+                                     "image_outputs": ["image_tokens", "image_pe", "t2i_keys", "t2i_values",
+                                                       "i2t_queries"]}
+    v = meta["verification"]["split_decoder"]
+    assert v["iou_predictions"] <= 1e-4 and v["low_res_masks"] <= 1e-4
+    img = onnx.load(os.path.join(tiny_model_dir, "decoder_image.onnx"))
+    prm = onnx.load(os.path.join(tiny_model_dir, "decoder_prompt.onnx"))
+    for m in (img, prm):
+        assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [17]
+        assert m.ir_version == 8
+    f32 = onnx.TensorProto.FLOAT
+    image_side = {"image_tokens": (f32, [1, 144, 64]), "image_pe": (f32, [1, 144, 64]),
+                  "t2i_keys": (f32, [1, 144, 32]), "t2i_values": (f32, [1, 144, 32]),
+                  "i2t_queries": (f32, [1, 144, 32])}
+    assert {i.name: (i.type.tensor_type.elem_type, _shape(i)) for i in img.graph.input} == \
+        {"image_embeddings": (f32, [1, 64, 12, 12])}
+    assert {o.name: (o.type.tensor_type.elem_type, _shape(o)) for o in img.graph.output} == image_side
+    assert [o.name for o in img.graph.output] == meta["split_decoder"]["image_outputs"]
+    assert {i.name: (i.type.tensor_type.elem_type, _shape(i)) for i in prm.graph.input} == {
+        **image_side, "point_coords": (f32, ["B", "N", 2]), "point_labels": (f32, ["B", "N"]),
+        "mask_input": (f32, ["B", 1, 48, 48]), "has_mask_input": (f32, ["B"])}
+    assert {o.name: (o.type.tensor_type.elem_type, _shape(o)) for o in prm.graph.output} == \
+        {"iou_predictions": (f32, ["B", 4]), "low_res_masks": (f32, ["B", 4, 48, 48])}
+
+
+def test_split_decoder_matches_plain_onnx(tiny_model_dir):
+    """B > 1, N > 1, with and without mask inputs, through ONNX Runtime."""
+    rng = np.random.default_rng(11)
+    emb = rng.standard_normal((1, 64, 12, 12)).astype(np.float32)
+    coords = rng.uniform(0, 191, (4, 3, 2)).astype(np.float32)
+    labels = np.float32([[1, 0, -1], [1, 1, -1], [2, 3, 1], [0, 1, -1]])
+    batches = [{"coords": coords, "labels": labels},
+               {"coords": coords[:3], "labels": labels[:3], "mask_from": 0, "has_mask": np.float32([1, 0, 1])}]
+    plain = exporting.run_onnx_decoder(tiny_model_dir, emb, batches, 48, threads=1)
+    fixed = [batches[0], {**batches[1], "fixed_mask": plain[0][1][:3, :1].astype(np.float32)}]
+    split = exporting.run_onnx_decoder(tiny_model_dir, emb, fixed, 48, threads=1, split=True)
+    assert np.abs(plain[1][1] - plain[0][1][:3]).max() > 1e-3  # the mask input is used
+    for (iou_p, low_p), (iou_s, low_s) in zip(plain, split):
+        np.testing.assert_allclose(low_s, low_p, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(iou_s, iou_p, atol=1e-4, rtol=0)
+
+
 def test_onnx_model_reference(tiny_model_dir):
     """Batched decoding equals one prompt per call; segment() returns frame-size masks."""
     from tinysam.scenes import make_scene
@@ -110,8 +154,9 @@ def test_export_opset18_image_size_and_sam_rule(tmp_path, tiny_config_path):
     meta = _meta(out)
     assert meta["image_size"] == 160 and meta["embedding"]["height"] == 10 and meta["low_res_mask_size"] == 40
     assert meta["opset"] == 18 and meta["mask_selection"] == "sam"
-    m = onnx.load(os.path.join(out, "decoder.onnx"))
-    assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [18]
+    for f in ("decoder.onnx", "decoder_image.onnx", "decoder_prompt.onnx"):
+        m = onnx.load(os.path.join(out, f))
+        assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [18]
 
 
 def test_image_size_must_be_a_multiple_of_16(tmp_path):
@@ -164,6 +209,7 @@ def test_int8_dynamic(tmp_path, tiny_config_path, image_dir, capsys):
     dec = onnx.load(os.path.join(out, "decoder.onnx"))
     assert any(n.op_type == "MatMulInteger" for n in dec.graph.node)
     assert [o.domain for o in dec.opset_import] == [""]  # plain ONNX, no contrib ops
+    assert "split_decoder" not in meta and not os.path.exists(os.path.join(out, "decoder_prompt.onnx"))
 
 
 def test_compare_models_identical(tiny_model_dir, image_dir, capsys):

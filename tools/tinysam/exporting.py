@@ -1,8 +1,9 @@
 """Export a TinySAM network to a model directory and verify it.
 
-The library behind tools/export.py: ONNX export of the two graphs, the
-opset-17 rewrite, INT8 post-training quantisation, verification against
-PyTorch (FP32) or against the FP32 export (INT8), and model.json.
+The library behind tools/export.py: ONNX export of the two graphs (plus the
+decoder split into an image side and a prompt side), the opset-17 rewrite,
+INT8 post-training quantisation, verification against PyTorch (FP32) or
+against the FP32 export (INT8), and model.json.
 See docs/model-format.md for the contract and docs/tools.md for usage.
 """
 
@@ -21,13 +22,14 @@ import warnings
 import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
+from onnx import AttributeProto, helper, numpy_helper
 from torch import nn
 
 from . import sam_io
 from .images import list_images, load_rgb  # noqa: F401 (re-exported)
 from .model import PIXEL_MEAN, PIXEL_STD, TinySam, TinySamConfig, load_checkpoint
 from .onnx_model import MODEL_FORMAT, MODEL_FORMAT_VERSION, session
+from .split_decoder import IMAGE_SIDE_OUTPUTS, ImageSide, PromptSide
 
 ENCODER_FILE = "encoder.onnx"
 DECODER_FILE = "decoder.onnx"
@@ -36,9 +38,19 @@ ENCODER_OUTPUTS = ["image_embeddings"]
 DECODER_INPUTS = ["image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input"]
 DECODER_OUTPUTS = ["iou_predictions", "low_res_masks"]
 NUM_MASK_TOKENS = 4
+# The decoder split in two (split_decoder.py): the image side runs once per
+# frame, the prompt side per prompt batch on its outputs.
+DECODER_IMAGE_FILE = "decoder_image.onnx"
+DECODER_PROMPT_FILE = "decoder_prompt.onnx"
+DECODER_IMAGE_INPUTS = ["image_embeddings"]
+DECODER_IMAGE_OUTPUTS = list(IMAGE_SIDE_OUTPUTS)
+DECODER_PROMPT_INPUTS = DECODER_IMAGE_OUTPUTS + DECODER_INPUTS[1:]
 
 # FP32: ONNX Runtime against PyTorch, max abs difference of every output.
 FP32_TOLERANCE = 1e-3
+# Split vs plain ONNX decoder (FP32), max abs difference of both outputs: the
+# same arithmetic in another order.
+SPLIT_TOLERANCE = 1e-4
 # INT8 against the FP32 export on the same inputs (see docs/tools.md for why
 # INT8 is held to agreement of the masks rather than to 1e-3 on the logits).
 INT8_TOLERANCE = {
@@ -86,6 +98,21 @@ class DecoderGraph(nn.Module):
         return iou_predictions, low_res_masks
 
 
+class DecoderPromptGraph(nn.Module):
+    """PromptSide with the plain decoder's output order."""
+
+    def __init__(self, model: TinySam):
+        super().__init__()
+        self.prompt_side = PromptSide(model)
+
+    def forward(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels,
+                mask_input, has_mask_input):
+        low_res_masks, iou_predictions = self.prompt_side(image_tokens, image_pe, t2i_keys, t2i_values,
+                                                          i2t_queries, point_coords, point_labels, mask_input,
+                                                          has_mask_input)
+        return iou_predictions, low_res_masks
+
+
 # --------------------------------------------------------------------------- model
 
 
@@ -113,15 +140,29 @@ def check_image_size(size: int):
 # --------------------------------------------------------------------------- ONNX export
 
 
+def _graphs(graph: onnx.GraphProto):
+    """The graph and, recursively, the subgraphs of its If/Loop/Scan nodes."""
+    yield graph
+    for node in graph.node:
+        for a in node.attribute:
+            if a.type == AttributeProto.GRAPH:
+                yield from _graphs(a.g)
+            elif a.type == AttributeProto.GRAPHS:
+                for g in a.graphs:
+                    yield from _graphs(g)
+
+
 def _downgrade_to_17(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Rewrite an opset-18 graph as opset 17: reduce ops take `axes` as an
-    attribute again, Split loses `num_outputs` (opset 13-17 split equally
-    into as many parts as it has outputs)."""
+    """Rewrite an opset-18 graph (subgraphs included) as opset 17: reduce ops
+    take `axes` as an attribute again, Split loses `num_outputs` (opset 13-17
+    split equally into as many parts as it has outputs)."""
     if len(model.functions):
         raise ValueError("cannot downgrade a graph with local functions to opset 17")
-    inits = {t.name: t for t in model.graph.initializer}
-    consts = {n.output[0]: n for n in model.graph.node if n.op_type == "Constant"}
-    for node in model.graph.node:
+    graphs = list(_graphs(model.graph))
+    nodes = [n for g in graphs for n in g.node]
+    inits = {t.name: t for g in graphs for t in g.initializer}
+    consts = {n.output[0]: n for n in nodes if n.op_type == "Constant"}
+    for node in nodes:
         if node.domain not in ("", "ai.onnx"):
             continue
         if node.op_type in _REDUCE_AXES_INPUT_18:
@@ -149,7 +190,8 @@ def _downgrade_to_17(model: onnx.ModelProto) -> onnx.ModelProto:
                 raise ValueError(f"Pad {node.name} uses `axes` (opset 18); export with --opset 18")
         elif node.op_type in _CHANGED_IN_18:
             raise ValueError(f"op {node.op_type} changed in opset 18; export with --opset 18")
-    used = {i for n in model.graph.node for i in n.input}
+    # subgraphs may read the main graph's initializers, even as their outputs
+    used = {i for n in nodes for i in n.input} | {o.name for g in graphs[1:] for o in g.output}
     unused = [t for t in model.graph.initializer if t.name not in used]
     for t in unused:
         model.graph.initializer.remove(t)
@@ -185,16 +227,20 @@ def _torch_export(module, args, opset, dynamic_shapes, input_names, output_names
     return program.model_proto
 
 
-def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = False) -> None:
-    """Write encoder.onnx and decoder.onnx for `model` (eval mode) to out_dir."""
+def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = False,
+                encoder: bool = True) -> None:
+    """Write encoder.onnx (unless not `encoder`), decoder.onnx,
+    decoder_image.onnx and decoder_prompt.onnx for `model` (eval mode) to
+    out_dir."""
     if opset < 17:
         raise ValueError("opset must be at least 17 (LayerNormalization)")
     cfg = model.cfg
     s, c, e = cfg.image_size, cfg.prompt_embed_dim, cfg.embedding_size
     os.makedirs(out_dir, exist_ok=True)
-    enc = _torch_export(EncoderGraph(model), (torch.zeros(1, 3, s, s),), opset, None,
-                        ENCODER_INPUTS, ENCODER_OUTPUTS, verbose)
-    onnx.save(_finish(enc, opset), os.path.join(out_dir, ENCODER_FILE))
+    if encoder:
+        enc = _torch_export(EncoderGraph(model), (torch.zeros(1, 3, s, s),), opset, None,
+                            ENCODER_INPUTS, ENCODER_OUTPUTS, verbose)
+        onnx.save(_finish(enc, opset), os.path.join(out_dir, ENCODER_FILE))
 
     b = torch.export.Dim("B", min=1, max=65536)
     n = torch.export.Dim("N", min=1, max=65536)
@@ -204,6 +250,19 @@ def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = F
            "mask_input": {0: b}, "has_mask_input": {0: b}}
     dec = _torch_export(DecoderGraph(model), args, opset, dyn, DECODER_INPUTS, DECODER_OUTPUTS, verbose)
     onnx.save(_finish(dec, opset), os.path.join(out_dir, DECODER_FILE))
+
+    image_side = ImageSide(model)
+    dec_img = _torch_export(image_side, args[:1], opset, None, DECODER_IMAGE_INPUTS, DECODER_IMAGE_OUTPUTS,
+                            verbose)
+    onnx.save(_finish(dec_img, opset), os.path.join(out_dir, DECODER_IMAGE_FILE))
+    with torch.no_grad():
+        image_args = tuple(image_side(args[0]))
+    # the image-side tensors keep batch 1: the graph broadcasts them over B
+    dyn = {**{name: None for name in DECODER_IMAGE_OUTPUTS}, **dyn}
+    del dyn["image_embeddings"]
+    dec_prompt = _torch_export(DecoderPromptGraph(model), image_args + args[1:], opset, dyn,
+                               DECODER_PROMPT_INPUTS, DECODER_OUTPUTS, verbose)
+    onnx.save(_finish(dec_prompt, opset), os.path.join(out_dir, DECODER_PROMPT_FILE))
 
 
 # --------------------------------------------------------------------------- verification inputs
@@ -289,17 +348,30 @@ def run_onnx(model_dir: str, image: np.ndarray, batches: list[dict], low_res: in
     """Encoder on `image` (or the given embeddings), then every batch.
     Mask inputs come from the same model's own earlier outputs."""
     enc = session(os.path.join(model_dir, ENCODER_FILE), threads)
-    dec = session(os.path.join(model_dir, DECODER_FILE), threads)
     (emb,) = enc.run(ENCODER_OUTPUTS, {"image": image})
-    use = emb if embeddings is None else embeddings
+    return emb, run_onnx_decoder(model_dir, emb if embeddings is None else embeddings, batches, low_res, threads)
+
+
+def run_onnx_decoder(model_dir: str, embeddings: np.ndarray, batches: list[dict], low_res: int,
+                     threads: int | None = None, split: bool = False):
+    """Every batch through decoder.onnx, or with `split` through
+    decoder_image.onnx (once) and decoder_prompt.onnx."""
+    if split:
+        image = session(os.path.join(model_dir, DECODER_IMAGE_FILE), threads)
+        image_side = image.run(DECODER_IMAGE_OUTPUTS, {"image_embeddings": embeddings})
+        fixed = dict(zip(DECODER_IMAGE_OUTPUTS, image_side))
+        dec = session(os.path.join(model_dir, DECODER_PROMPT_FILE), threads)
+    else:
+        fixed = {"image_embeddings": embeddings}
+        dec = session(os.path.join(model_dir, DECODER_FILE), threads)
     outs, lows = [], []
     for batch in batches:
         c, lab, m, h = _batch_inputs(batch, low_res, lows)
-        iou, low = dec.run(DECODER_OUTPUTS, {"image_embeddings": use, "point_coords": c, "point_labels": lab,
-                                             "mask_input": m, "has_mask_input": h})
+        iou, low = dec.run(DECODER_OUTPUTS, {**fixed, "point_coords": c, "point_labels": lab, "mask_input": m,
+                                             "has_mask_input": h})
         lows.append(low)
         outs.append((iou, low))
-    return emb, outs
+    return outs
 
 
 def _max_diff(a_outs, b_outs, k):
@@ -322,6 +394,20 @@ def verify_fp32(model: TinySam, model_dir: str, seed: int = 0, threads: int | No
     return {"embeddings": float(np.abs(emb_t - emb_o).max()),
             "iou_predictions": _max_diff(outs_t, outs_o, 0),
             "low_res_masks": _max_diff(outs_t, outs_o, 1)}
+
+
+def verify_split(model_dir: str, cfg: TinySamConfig, seed: int = 0, threads: int | None = None) -> dict:
+    """Split vs plain ONNX decoder on a random embedding and the verification
+    prompts (a mask input included, both fed the plain decoder's logits).
+    Returns the max abs differences."""
+    rng = np.random.default_rng(seed)
+    e = cfg.embedding_size
+    emb = rng.standard_normal((1, cfg.prompt_embed_dim, e, e)).astype(np.float32)
+    low_res = 4 * e
+    batches = verification_batches(cfg.image_size, seed + 1)
+    plain = run_onnx_decoder(model_dir, emb, batches, low_res, threads)
+    split = run_onnx_decoder(model_dir, emb, _with_fixed_masks(batches, plain), low_res, threads, split=True)
+    return {"iou_predictions": _max_diff(plain, split, 0), "low_res_masks": _max_diff(plain, split, 1)}
 
 
 def _with_fixed_masks(batches, outs):
@@ -364,8 +450,8 @@ def compare_onnx(reference_dir: str, candidate_dir: str, seed: int = 0, threads:
             "mask_iou_min": float(ious.min())}
 
 
-def check_fp32(diffs: dict, tolerance: float = FP32_TOLERANCE) -> list[str]:
-    return [f"{k} max abs diff {v:.3g} > {tolerance:g}" for k, v in diffs.items() if not v <= tolerance]
+def check_fp32(diffs: dict, tolerance: float = FP32_TOLERANCE, what: str = "") -> list[str]:
+    return [f"{what}{k} max abs diff {v:.3g} > {tolerance:g}" for k, v in diffs.items() if not v <= tolerance]
 
 
 def check_int8(stats: dict, tol: dict = INT8_TOLERANCE) -> list[str]:
@@ -480,6 +566,10 @@ def metadata(cfg: TinySamConfig, name: str, source: str, precision: str, opset: 
         "config": dataclasses.asdict(cfg),
         "verification": {k: verification[k] for k in ("embeddings", "iou_predictions", "low_res_masks")},
     }
+    if precision == "fp32":
+        # INT8 model directories carry no split decoder (docs/model-format.md)
+        meta["split_decoder"] = {"image": DECODER_IMAGE_FILE, "prompt": DECODER_PROMPT_FILE,
+                                 "image_outputs": DECODER_IMAGE_OUTPUTS}
     if extra:
         meta.update(extra)
     return meta
@@ -509,8 +599,10 @@ def export_model_dir(model: TinySam, out_dir: str, *, name: str, source: str, op
                      verbose: bool = False, fp32_copy: str | None = None, log=print) -> ExportResult:
     """Export, verify and describe one model directory. INT8 exports the FP32
     graphs first (verified against PyTorch), quantises them, and verifies the
-    result against those FP32 graphs. Failures are listed in the result (the
-    files are still written, so a failing export can be inspected).
+    result against those FP32 graphs. FP32 directories also get the split
+    decoder, verified against the plain one; INT8 ones do not. Failures are
+    listed in the result (the files are still written, so a failing export
+    can be inspected).
     `fp32_copy`: for INT8, a directory that receives the intermediate FP32
     model directory too."""
     if precision not in ("fp32", "int8"):
@@ -531,7 +623,14 @@ def export_model_dir(model: TinySam, out_dir: str, *, name: str, source: str, op
             f"embeddings {diffs['embeddings']:.3g}, iou_predictions {diffs['iou_predictions']:.3g}, "
             f"low_res_masks {diffs['low_res_masks']:.3g} (tolerance {FP32_TOLERANCE:g})")
         failures = check_fp32(diffs)
-        meta["verification"] = {**diffs, "reference": "pytorch", "tolerance": FP32_TOLERANCE}
+        split_diffs = verify_split(fp32_dir, cfg, seed, threads)
+        log("split decoder vs plain decoder (ONNX Runtime), max abs diff: "
+            f"iou_predictions {split_diffs['iou_predictions']:.3g}, "
+            f"low_res_masks {split_diffs['low_res_masks']:.3g} (tolerance {SPLIT_TOLERANCE:g})")
+        failures += check_fp32(split_diffs, SPLIT_TOLERANCE, "split decoder vs plain: ")
+        meta["verification"] = {**diffs, "reference": "pytorch", "tolerance": FP32_TOLERANCE,
+                                "split_decoder": {**split_diffs, "reference": "decoder.onnx",
+                                                  "tolerance": SPLIT_TOLERANCE}}
         write_metadata(fp32_dir, meta)
         if precision == "fp32":
             return ExportResult(out_dir, meta, diffs, None, failures)

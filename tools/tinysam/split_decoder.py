@@ -8,8 +8,12 @@ Exported as one graph it also copies the embedding once per prompt.
 
 `ImageSide` runs once per frame; `PromptSide` runs per prompt batch and
 broadcasts the image-side tensors instead of copying them. Together they
-compute exactly what `MaskDecoder` computes for prompts without a mask input
-(everything mode's case); prompts with a mask input use the plain decoder.
+compute what `MaskDecoder` computes. A mask input changes the image tokens of
+its prompt, so a batch holding one (`has_mask_input` > 0 anywhere) takes a
+second branch that redoes the image-side work per prompt, as the plain
+decoder does; batches without (everything mode's case) never pay for it.
+The exporter writes the two parts as decoder_image.onnx and
+decoder_prompt.onnx (docs/model-format.md).
 """
 
 from __future__ import annotations
@@ -61,7 +65,37 @@ class PromptSide(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels):
+    def forward(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels,
+                mask_input=None, has_mask_input=None):
+        image = (image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries)
+        if mask_input is None:
+            return self._decode(*image, point_coords, point_labels)
+        # torch.cond exports as an ONNX If: only batches with a mask input pay for it
+        return torch.cond(has_mask_input.max() > 0, self._decode_with_masks, self._decode_without_masks,
+                          (*image, point_coords, point_labels, mask_input, has_mask_input))
+
+    def _decode_without_masks(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
+                              point_labels, mask_input, has_mask_input):
+        return self._decode(image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
+                            point_labels)
+
+    def _decode_with_masks(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
+                           point_labels, mask_input, has_mask_input):
+        """Per-prompt image tokens: image_tokens already hold the no-mask
+        embedding, so add (mask embedding - no-mask embedding) where a prompt
+        has a mask, and redo the first block's image-side projections."""
+        pe = self.model.prompt_encoder
+        first = self.model.mask_decoder.transformer.layers[0]
+        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        has = has_mask_input.reshape(-1, 1, 1, 1)
+        delta = (has * (pe.mask_downscaling(mask_input) - no_mask)).flatten(2).transpose(1, 2)
+        tokens = image_tokens + delta
+        keyed = tokens + image_pe
+        t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
+        return self._decode(tokens, image_pe, t2i.k_proj(keyed), t2i.v_proj(tokens), i2t.q_proj(keyed),
+                            point_coords, point_labels)
+
+    def _decode(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels):
         model = self.model
         dec = model.mask_decoder
         tr = dec.transformer

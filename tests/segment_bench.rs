@@ -10,14 +10,16 @@
 //! Without `TINYSAM_BENCH_MODEL` the model part uses `models/tinysam-fixture`
 //! when present, else the tiny random test model.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gsttinysam::segment::postprocess::MaskUpscaler;
 use gsttinysam::segment::preprocess::{Preprocessor, SAM_PIXEL_MEAN, SAM_PIXEL_STD};
 use gsttinysam::segment::{
-    EngineOptions, FrameView, Geometry, ModelSource, PixelFormat, Prompt, SegmentOptions,
-    Segmenter, Timings,
+    EngineOptions, EverythingOptions, EverythingStrategy, FrameView, Geometry, ModelSource,
+    PixelFormat, Prompt, SegmentOptions, Segmenter, Timings,
 };
 
 const RUNS: usize = 15;
@@ -143,9 +145,8 @@ fn print_timings(label: &str, t: &Timings) {
     );
 }
 
-#[test]
-#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
-fn whole_pipeline() {
+/// The benchmark's model (see the module documentation), loaded.
+fn bench_segmenter() -> Segmenter {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let dir = std::env::var_os("TINYSAM_BENCH_MODEL")
         .map(PathBuf::from)
@@ -161,13 +162,19 @@ fn whole_pipeline() {
         n_threads: threads,
         ..EngineOptions::default()
     };
-    let (mut segmenter, warnings) =
-        Segmenter::load(&ModelSource::directory(&dir), &options).unwrap();
+    let (segmenter, warnings) = Segmenter::load(&ModelSource::directory(&dir), &options).unwrap();
     println!(
         "model {} ({}), {threads} threads (0 = ORT default), warnings {warnings:?}",
         dir.display(),
         segmenter.info().name
     );
+    segmenter
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn whole_pipeline() {
+    let mut segmenter = bench_segmenter();
     let (w, h) = (1920, 1080);
     let (planes, strides) = frame_data(PixelFormat::Rgb, w, h);
     let frame = FrameView::packed(PixelFormat::Rgb, w, h, &planes[0], strides[0]).unwrap();
@@ -197,4 +204,66 @@ fn whole_pipeline() {
         }
     }
     println!("  frame total (median of {runs}): {}", ms(median(all)));
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn everything_dense_vs_hierarchical() {
+    let mut segmenter = bench_segmenter();
+    let scenes = common::scenes();
+    let runs = 3;
+    println!(
+        "everything mode on {} rendered scenes, {runs} runs each; medians per frame:",
+        scenes.len()
+    );
+    let mut totals = Vec::new();
+    for strategy in [EverythingStrategy::Dense, EverythingStrategy::Hierarchical] {
+        let options = EverythingOptions {
+            strategy,
+            ..EverythingOptions::default()
+        };
+        let (mut encoder, mut decoder, mut post, mut total) = (vec![], vec![], vec![], vec![]);
+        let (mut prompts, mut objects) = (vec![], vec![]);
+        for scene in &scenes {
+            let frame = FrameView::packed(
+                PixelFormat::Rgb,
+                scene.width,
+                scene.height,
+                &scene.rgb,
+                scene.width as usize * 3,
+            )
+            .unwrap();
+            for _ in 0..runs {
+                let start = Instant::now();
+                let embedding = segmenter.embed(&frame).unwrap();
+                let result = segmenter.segment_everything(&embedding, &options).unwrap();
+                total.push(start.elapsed());
+                let t = segmenter.timings();
+                encoder.push(t.encoder);
+                decoder.push(t.decoder);
+                post.push(t.postprocess);
+                prompts.push(t.prompts);
+                objects.push(result.objects.len());
+            }
+        }
+        prompts.sort_unstable();
+        objects.sort_unstable();
+        let total = median(total);
+        println!(
+            "  {strategy:12?}: encoder {} prompts {:5} decoder {} post {} total {} objects {}",
+            ms(median(encoder)),
+            prompts[prompts.len() / 2],
+            ms(median(decoder)),
+            ms(median(post)),
+            ms(total),
+            objects[objects.len() / 2],
+        );
+        totals.push(total);
+    }
+    if let [dense, hierarchical] = totals[..] {
+        println!(
+            "  dense / hierarchical total: {:.2}x",
+            dense.as_secs_f64() / hierarchical.as_secs_f64().max(1e-9)
+        );
+    }
 }

@@ -11,16 +11,18 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use ndarray::{Array1, Array2, Array3, Array4};
 use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session};
+use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
 use ort::value::{TensorRef, ValueType};
 
 use super::error::Error;
 use super::model::{self, DecoderLayout, GraphSpec, ModelInfo, ModelSource, TensorSpec};
 use super::preprocess::Geometry;
 use super::runtime;
+use super::split_decoder::{self, ImageSideTensors, SplitDecoder};
 
 /// Where ONNX Runtime runs the models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -123,6 +125,8 @@ pub struct EngineOptions {
 pub struct ImageEmbedding {
     values: Array4<f32>,
     geometry: Geometry,
+    /// The split decoder's image side, computed on first need.
+    image_side: OnceLock<ImageSideTensors>,
 }
 
 impl ImageEmbedding {
@@ -161,6 +165,8 @@ pub(crate) struct DecoderOutputs {
 pub struct Engine {
     encoder: Session,
     decoder: Session,
+    /// Used instead of `decoder` for batches of several prompts.
+    split: Option<SplitDecoder>,
     info: ModelInfo,
     provider: ExecutionProviderKind,
     decoder_run_options: RunOptions<HasSelectedOutputs>,
@@ -216,6 +222,33 @@ impl Engine {
             ));
         }
         let info = model::validate(&files, &graph_spec(&encoder), &graph_spec(&decoder))?;
+        let split = match &files.split_decoder {
+            Some(split_files) => {
+                let (image, _) = create_session(
+                    "split decoder image part",
+                    &split_files.image,
+                    options.n_threads,
+                    &eps,
+                    &mut warnings,
+                )?;
+                let (prompt, _) = create_session(
+                    "split decoder prompt part",
+                    &split_files.prompt,
+                    options.n_threads,
+                    &eps,
+                    &mut warnings,
+                )?;
+                let (image_graph, prompt_graph) = (graph_spec(&image), graph_spec(&prompt));
+                Some(SplitDecoder::new(
+                    split_files,
+                    image,
+                    &image_graph,
+                    prompt,
+                    &prompt_graph,
+                )?)
+            }
+            None => None,
+        };
         let selector = OutputSelector::no_default()
             .with(IOU_OUTPUT)
             .with(LOW_RES_OUTPUT);
@@ -229,6 +262,7 @@ impl Engine {
             Engine {
                 encoder,
                 decoder,
+                split,
                 info,
                 provider,
                 decoder_run_options,
@@ -286,22 +320,40 @@ impl Engine {
                 stage,
                 reason: e.to_string(),
             })?;
-        Ok(ImageEmbedding { values, geometry })
+        Ok(ImageEmbedding {
+            values,
+            geometry,
+            image_side: OnceLock::new(),
+        })
     }
 
-    /// Runs the decoder once. The SAM layout also gets the frame size
-    /// (height, width) as `orig_im_size`.
+    /// Runs the decoder once on a batch of prompts: the split decoder when
+    /// the model has one and the batch is large enough (or the image side is
+    /// already computed for this embedding), else the plain decoder. The SAM
+    /// layout also gets the frame size (height, width) as `orig_im_size`.
     pub(crate) fn decode(
         &mut self,
         embedding: &ImageEmbedding,
         inputs: &DecoderInputs,
     ) -> Result<DecoderOutputs, Error> {
-        let stage = "mask decoder";
+        let batch = inputs.point_coords.shape().first().copied().unwrap_or(0);
+        if let Some(split) = self.split.as_mut() {
+            if embedding.image_side.get().is_none() && batch >= split_decoder::MIN_BATCH {
+                let side = split.image_side(embedding.values())?;
+                // Another caller cannot have set it: decoding needs `&mut self`.
+                let _ = embedding.image_side.set(side);
+            }
+            if let Some(side) = embedding.image_side.get() {
+                let info = &self.info;
+                return split.run_prompts(side, inputs, |outputs| {
+                    read_decoder_outputs(outputs, batch, info)
+                });
+            }
+        }
         let fail = |e: ort::Error| Error::Inference {
-            stage,
+            stage: "mask decoder",
             reason: e.to_string(),
         };
-        let batch = inputs.point_coords.shape().first().copied().unwrap_or(0);
         let g = embedding.geometry();
         let orig_size = Array1::from(vec![g.frame_height as f32, g.frame_width as f32]);
         let mut feed = ort::inputs![
@@ -323,47 +375,58 @@ impl Engine {
             .decoder
             .run_with_options(feed, &self.decoder_run_options)
             .map_err(fail)?;
-        let extract = |name: &str| -> Result<(Vec<i64>, Vec<f32>), Error> {
-            let value = outputs.get(name).ok_or_else(|| Error::Output {
-                stage,
-                reason: format!("no output `{name}`"),
-            })?;
-            let (shape, data) = value
-                .try_extract_tensor::<f32>()
-                .map_err(|e| Error::Output {
-                    stage,
-                    reason: format!("`{name}`: {e}"),
-                })?;
-            Ok((shape.to_vec(), data.to_vec()))
-        };
-        let (iou_shape, ious) = extract(IOU_OUTPUT)?;
-        let (mask_shape, masks) = extract(LOW_RES_OUTPUT)?;
-        let (lh, lw) = self.info.low_res_size;
-        let mask_count = iou_shape
-            .get(1)
-            .and_then(|&m| usize::try_from(m).ok())
-            .unwrap_or(0);
-        let batch_i = batch as i64;
-        let m = mask_count as i64;
-        if iou_shape != [batch_i, m]
-            || mask_shape != [batch_i, m, lh as i64, lw as i64]
-            || mask_count == 0
-        {
-            return Err(Error::Output {
-                stage,
-                reason: format!(
-                    "{IOU_OUTPUT} {iou_shape:?} and {LOW_RES_OUTPUT} {mask_shape:?} do not fit \
-                     {batch} prompt(s) with [{batch}, M] and [{batch}, M, {lh}, {lw}]"
-                ),
-            });
-        }
-        Ok(DecoderOutputs {
-            batch,
-            mask_count,
-            ious,
-            masks,
-        })
+        read_decoder_outputs(&outputs, batch, &self.info)
     }
+}
+
+/// Reads and checks `iou_predictions` and `low_res_masks` of a decoder run
+/// on `batch` prompts.
+fn read_decoder_outputs(
+    outputs: &SessionOutputs<'_>,
+    batch: usize,
+    info: &ModelInfo,
+) -> Result<DecoderOutputs, Error> {
+    let stage = "mask decoder";
+    let extract = |name: &str| -> Result<(Vec<i64>, Vec<f32>), Error> {
+        let value = outputs.get(name).ok_or_else(|| Error::Output {
+            stage,
+            reason: format!("no output `{name}`"),
+        })?;
+        let (shape, data) = value
+            .try_extract_tensor::<f32>()
+            .map_err(|e| Error::Output {
+                stage,
+                reason: format!("`{name}`: {e}"),
+            })?;
+        Ok((shape.to_vec(), data.to_vec()))
+    };
+    let (iou_shape, ious) = extract(IOU_OUTPUT)?;
+    let (mask_shape, masks) = extract(LOW_RES_OUTPUT)?;
+    let (lh, lw) = info.low_res_size;
+    let mask_count = iou_shape
+        .get(1)
+        .and_then(|&m| usize::try_from(m).ok())
+        .unwrap_or(0);
+    let batch_i = batch as i64;
+    let m = mask_count as i64;
+    if iou_shape != [batch_i, m]
+        || mask_shape != [batch_i, m, lh as i64, lw as i64]
+        || mask_count == 0
+    {
+        return Err(Error::Output {
+            stage,
+            reason: format!(
+                "{IOU_OUTPUT} {iou_shape:?} and {LOW_RES_OUTPUT} {mask_shape:?} do not fit \
+                 {batch} prompt(s) with [{batch}, M] and [{batch}, M, {lh}, {lw}]"
+            ),
+        });
+    }
+    Ok(DecoderOutputs {
+        batch,
+        mask_count,
+        ious,
+        masks,
+    })
 }
 
 /// The providers of `kind` that the loaded library has; warns about the rest.

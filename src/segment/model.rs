@@ -114,6 +114,21 @@ pub struct ModelMetadata {
     pub encoder: Option<String>,
     #[serde(default)]
     pub decoder: Option<String>,
+    /// The decoder split into an image side and a prompt side.
+    #[serde(default)]
+    pub split_decoder: Option<SplitDecoderMetadata>,
+}
+
+/// `model.json`'s `split_decoder`: the same decoder as two graphs, one run
+/// once per image and one per prompt batch (docs/model-format.md).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SplitDecoderMetadata {
+    /// File of the image side, relative to the model directory.
+    pub image: String,
+    /// File of the prompt side.
+    pub prompt: String,
+    /// The image side's outputs, which the prompt side takes as inputs.
+    pub image_outputs: Vec<String>,
 }
 
 impl ModelMetadata {
@@ -156,7 +171,18 @@ impl ModelMetadata {
         {
             return Err(error("`mask_threshold` is not finite".to_owned()));
         }
-        for (field, name) in [("encoder", &meta.encoder), ("decoder", &meta.decoder)] {
+        if let Some(split) = &meta.split_decoder
+            && split.image_outputs.is_empty()
+        {
+            return Err(error("`split_decoder.image_outputs` is empty".to_owned()));
+        }
+        let split = meta.split_decoder.as_ref();
+        for (field, name) in [
+            ("encoder", meta.encoder.as_ref()),
+            ("decoder", meta.decoder.as_ref()),
+            ("split_decoder.image", split.map(|s| &s.image)),
+            ("split_decoder.prompt", split.map(|s| &s.prompt)),
+        ] {
             if let Some(name) = name
                 && (name.is_empty() || Path::new(name).is_absolute())
             {
@@ -174,8 +200,19 @@ impl ModelMetadata {
 pub struct ModelFiles {
     pub encoder: PathBuf,
     pub decoder: PathBuf,
+    /// The split decoder, when `model.json` names one and the decoder is
+    /// not overridden (the split files belong to the directory's decoder).
+    pub split_decoder: Option<SplitDecoderFiles>,
     /// `model.json` and its contents, when there is one.
     pub metadata: Option<(PathBuf, ModelMetadata)>,
+}
+
+/// The files of a split decoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SplitDecoderFiles {
+    pub image: PathBuf,
+    pub prompt: PathBuf,
+    pub image_outputs: Vec<String>,
 }
 
 /// Finds the files of `source`, reads `model.json`, and checks that the
@@ -233,10 +270,27 @@ pub fn resolve_files(source: &ModelSource) -> Result<(ModelFiles, Vec<String>), 
     };
     check_readable("encoder model", &encoder)?;
     check_readable("decoder model", &decoder)?;
+    let split_decoder = match (
+        &source.directory,
+        meta.and_then(|m| m.split_decoder.as_ref()),
+    ) {
+        (Some(dir), Some(split)) if source.decoder.is_none() => {
+            let files = SplitDecoderFiles {
+                image: dir.join(&split.image),
+                prompt: dir.join(&split.prompt),
+                image_outputs: split.image_outputs.clone(),
+            };
+            check_readable("split decoder image part", &files.image)?;
+            check_readable("split decoder prompt part", &files.prompt)?;
+            Some(files)
+        }
+        _ => None,
+    };
     Ok((
         ModelFiles {
             encoder,
             decoder,
+            split_decoder,
             metadata,
         },
         warnings,
@@ -326,15 +380,15 @@ pub struct GraphSpec {
 }
 
 impl GraphSpec {
-    fn input(&self, name: &str) -> Option<&TensorSpec> {
+    pub(crate) fn input(&self, name: &str) -> Option<&TensorSpec> {
         self.inputs.iter().find(|t| t.name == name)
     }
 
-    fn output(&self, name: &str) -> Option<&TensorSpec> {
+    pub(crate) fn output(&self, name: &str) -> Option<&TensorSpec> {
         self.outputs.iter().find(|t| t.name == name)
     }
 
-    fn mismatch(
+    pub(crate) fn mismatch(
         &self,
         what: &'static str,
         path: &Path,
@@ -391,6 +445,8 @@ pub struct ModelInfo {
     pub precision: Option<String>,
     /// Whether a `model.json` was read.
     pub has_metadata: bool,
+    /// Whether a split decoder (image side + prompt side) is loaded too.
+    pub split_decoder: bool,
 }
 
 const ENCODER_EXPECTED: &[&str] = &[
@@ -601,6 +657,7 @@ pub fn validate(
         mask_selection: rule,
         precision: meta.and_then(|m| m.precision.clone()),
         has_metadata: meta.is_some(),
+        split_decoder: files.split_decoder.is_some(),
     })
 }
 
@@ -843,6 +900,7 @@ mod tests {
         ModelFiles {
             encoder: PathBuf::from("/m/encoder.onnx"),
             decoder: PathBuf::from("/m/decoder.onnx"),
+            split_decoder: None,
             metadata: meta.map(|m| (PathBuf::from("/m/model.json"), m)),
         }
     }

@@ -449,11 +449,7 @@ impl MaskUpscaler {
                 by1 = by1.max(y);
             }
         }
-        let stability = if above_lo == 0 {
-            0.0
-        } else {
-            (above_hi as f64 / above_lo as f64) as f32
-        };
+        let stability = stability_from_counts(above_hi, above_lo);
         if area == 0 {
             return Ok(MaskResult { stability, ..empty });
         }
@@ -485,6 +481,54 @@ impl MaskUpscaler {
             stability,
         })
     }
+}
+
+/// SAM's stability score from the counts of values above `t + offset`
+/// (`above_high`) and above `t - offset` (`above_low`); 0 when none is above
+/// `t - offset` (SAM's NaN, which fails every filter).
+pub(crate) fn stability_from_counts(above_high: u64, above_low: u64) -> f32 {
+    if above_low == 0 {
+        0.0
+    } else {
+        (above_high as f64 / above_low as f64) as f32
+    }
+}
+
+/// SAM's stability score of low-res `logits` (`width` values per row),
+/// counted over rows `..rows` and columns `..cols` only (the part showing
+/// the frame, not the padding).
+pub(crate) fn low_res_stability(
+    logits: &[f32],
+    width: usize,
+    (rows, cols): (usize, usize),
+    threshold: f32,
+    offset: f32,
+) -> f32 {
+    let (high, low) = (threshold + offset, threshold - offset);
+    let (mut above_high, mut above_low) = (0u64, 0u64);
+    for row in logits.chunks_exact(width.max(1)).take(rows) {
+        for &v in row.iter().take(cols) {
+            above_high += u64::from(v > high);
+            above_low += u64::from(v > low);
+        }
+    }
+    stability_from_counts(above_high, above_low)
+}
+
+/// Low-res rows and columns that show some of the frame for `geometry`
+/// (the rest only see the padding): `ceil(resized * low / S)` per axis.
+pub(crate) fn low_res_valid_size(
+    geometry: &Geometry,
+    (low_h, low_w): (usize, usize),
+) -> (usize, usize) {
+    let s = (geometry.input_size as usize).max(1);
+    let rows = (geometry.resized_height as usize * low_h)
+        .div_ceil(s)
+        .min(low_h);
+    let cols = (geometry.resized_width as usize * low_w)
+        .div_ceil(s)
+        .min(low_w);
+    (rows, cols)
 }
 
 #[inline]
@@ -711,6 +755,24 @@ mod tests {
         let r = MaskUpscaler::new().upscale(&low, 16, 16, &g, 0.0).unwrap();
         assert_eq!(r.area, 0);
         check_against_naive(&low, 16, 16, &g, 0.0);
+    }
+
+    #[test]
+    fn low_res_stability_counts_only_cells_showing_the_frame() {
+        // 4x4 grid; a 100x50 frame in a 64 input shows rows 0..2 only.
+        let g = Geometry::new(100, 50, 64).unwrap();
+        assert_eq!(low_res_valid_size(&g, (4, 4)), (2, 4));
+        #[rustfmt::skip]
+        let logits = [
+            5.0, 5.0, 0.5, -5.0,
+            5.0, 0.5, -5.0, -5.0,
+            9.0, 9.0, 9.0, 9.0,
+            9.0, 9.0, 9.0, 9.0,
+        ];
+        // Above 1: 3 cells; above -1: 5 cells.
+        assert_eq!(low_res_stability(&logits, 4, (2, 4), 0.0, 1.0), 0.6);
+        assert_eq!(low_res_stability(&[-3.0; 16], 4, (4, 4), 0.0, 1.0), 0.0);
+        assert_eq!(stability_from_counts(3, 4), 0.75);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use super::decode::decode_prompts;
 use super::engine::{Engine, EngineOptions, ExecutionProviderKind, ImageEmbedding};
 use super::error::Error;
+use super::everything::{EverythingOptions, GridRound, segment_everything};
 use super::frame::FrameView;
 use super::mask::{BitMask, LowResLogits};
 use super::model::{ModelInfo, ModelSource};
@@ -61,12 +62,25 @@ impl Default for SegmentOptions {
     }
 }
 
+/// Where an object comes from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ObjectOrigin {
+    /// The answer to prompt `index` of [`Segmenter::segment`].
+    Prompt { index: usize },
+    /// Everything mode: the grid point (frame pixels) that produced it and
+    /// the grid round.
+    Everything { point: (f32, f32), round: GridRound },
+}
+
 /// One segmented object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentedObject {
-    /// Object number (here: the prompt's index; trackers may renumber).
+    /// Object number: the prompt's index in [`Segmenter::segment`], the rank
+    /// by descending predicted IoU in [`Segmenter::segment_everything`]
+    /// (trackers may renumber).
     pub id: usize,
-    /// Index of the prompt it answers.
+    /// Index of the prompt it answers (everything mode: of the grid point,
+    /// in decoding order, sparse round first).
     pub prompt_index: usize,
     /// The mask, cropped to its tight box in frame pixels (empty if no pixel
     /// is above the threshold).
@@ -82,6 +96,8 @@ pub struct SegmentedObject {
     /// The kept mask's low-res logits, for refinement or tracking
     /// ([`Prompt::with_mask_input`]).
     pub low_res: Arc<LowResLogits>,
+    /// What produced it.
+    pub origin: ObjectOrigin,
 }
 
 impl SegmentedObject {
@@ -96,10 +112,11 @@ impl SegmentedObject {
     }
 }
 
-/// The result of [`Segmenter::segment`].
+/// The result of [`Segmenter::segment`] and [`Segmenter::segment_everything`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Segmentation {
-    /// One object per prompt, in prompt order.
+    /// One object per prompt, in prompt order (everything mode: the kept
+    /// masks, by descending predicted IoU).
     pub objects: Vec<SegmentedObject>,
     /// Prompt coordinates that were clamped or corrected.
     pub warnings: Vec<String>,
@@ -121,7 +138,8 @@ pub struct Timings {
     pub decoder: Duration,
     /// Mask selection, upscaling and packing of the last `segment`.
     pub postprocess: Duration,
-    /// Decoder calls and prompts of the last `segment`.
+    /// Decoder calls and prompts decoded by the last `segment` or
+    /// `segment_everything` (there: grid points of all rounds).
     pub decoder_calls: usize,
     pub prompts: usize,
 }
@@ -260,6 +278,7 @@ impl Segmenter {
                 area: result.area,
                 mask_index: chosen,
                 low_res: Arc::new(low_res),
+                origin: ObjectOrigin::Prompt { index },
             });
         }
         self.timings.decoder = decoder;
@@ -267,6 +286,28 @@ impl Segmenter {
         self.timings.decoder_calls = calls;
         self.timings.prompts = prompts.len();
         Ok(Segmentation { objects, warnings })
+    }
+
+    /// Segments everything in the frame `embedding` came from: a grid of
+    /// point prompts, filtered and de-duplicated as SAM's automatic mask
+    /// generator, or with TinySAM's hierarchical strategy (see
+    /// [`EverythingOptions`]). Objects are ordered and numbered by
+    /// descending predicted IoU.
+    pub fn segment_everything(
+        &mut self,
+        embedding: &ImageEmbedding,
+        options: &EverythingOptions,
+    ) -> Result<Segmentation, Error> {
+        self.check_embedding(embedding)?;
+        let run = segment_everything(&mut self.engine, &mut self.upscaler, embedding, options)?;
+        self.timings.decoder = run.decoder;
+        self.timings.postprocess = run.postprocess;
+        self.timings.decoder_calls = run.calls;
+        self.timings.prompts = run.prompts;
+        Ok(Segmentation {
+            objects: run.objects,
+            warnings: Vec::new(),
+        })
     }
 
     fn check_embedding(&self, embedding: &ImageEmbedding) -> Result<(), Error> {

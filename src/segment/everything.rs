@@ -1,0 +1,516 @@
+// SPDX-License-Identifier: Apache-2.0
+//! "Segment everything": prompt the decoder with a grid of points and keep
+//! the good, distinct masks, as SAM's automatic mask generator, or with
+//! TinySAM's hierarchical strategy that skips the points already explained.
+//!
+//! - [`EverythingStrategy::Dense`]: SAM's `points_per_side` x
+//!   `points_per_side` grid, one positive point per prompt.
+//! - [`EverythingStrategy::Hierarchical`]: TinySAM (section 3.3). First the
+//!   sparse grid (`points_per_side / 4` per side); its masks that pass the
+//!   filters mark every low-res cell whose logit exceeds
+//!   `high_score_thresh` as covered; then only the dense-grid points on
+//!   uncovered cells are decoded. Both rounds are merged before one NMS.
+//!
+//! Every prompt contributes all its multimask outputs (1..3) as candidates,
+//! as SAM's generator (`multimask_output=True`) and TinySAM's, which reuses
+//! it; a decoder with a single output contributes that one.
+//!
+//! Candidates are filtered on the decoder's **low-res** logits: predicted
+//! IoU `> pred_iou_thresh` and stability (counted over the low-res cells
+//! that show the frame, not the padding) `>= stability_score_thresh`. Only
+//! candidates that pass are upscaled (exactly, within their box) to frame
+//! masks, whose boxes go through box NMS by predicted IoU. An object's
+//! `stability` is then the frame-resolution score (offset 1), as in
+//! prompted mode. SAM scores
+//! stability on the full-resolution masks instead; the low-res count is a
+//! close, much cheaper estimate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::decode::decode_prompts;
+use super::engine::{Engine, ImageEmbedding};
+use super::error::Error;
+use super::mask::{BitMask, LowResLogits};
+use super::nms::{Corners, box_nms};
+use super::postprocess::{MaskUpscaler, low_res_stability, low_res_valid_size};
+use super::preprocess::Geometry;
+use super::prompt::Prompt;
+use super::regions::remove_small_regions;
+use super::segmenter::{ObjectOrigin, SegmentedObject};
+
+/// SAM's grid: 32 x 32 points.
+pub const DEFAULT_POINTS_PER_SIDE: usize = 32;
+/// SAM's predicted-IoU filter.
+pub const DEFAULT_PRED_IOU_THRESH: f32 = 0.88;
+/// SAM's stability filter.
+pub const DEFAULT_STABILITY_SCORE_THRESH: f32 = 0.95;
+/// SAM's stability offset.
+pub const DEFAULT_STABILITY_SCORE_OFFSET: f32 = 1.0;
+/// TinySAM's logit above which a pixel counts as explained.
+pub const DEFAULT_HIGH_SCORE_THRESH: f32 = 8.5;
+/// SAM's box NMS threshold.
+pub const DEFAULT_BOX_NMS_THRESH: f32 = 0.7;
+/// SAM's prompts per decoder call.
+pub const DEFAULT_PROMPTS_PER_BATCH: usize = 64;
+/// TinySAM's sparse grid has a quarter of the dense grid's points per side.
+pub const SPARSE_GRID_DIVISOR: usize = 4;
+
+/// How the prompt grid is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EverythingStrategy {
+    /// TinySAM: a sparse grid first, then the dense points it left unexplained.
+    #[default]
+    Hierarchical,
+    /// SAM: every point of the dense grid.
+    Dense,
+}
+
+/// Which grid round an everything-mode object comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GridRound {
+    /// The hierarchical strategy's sparse grid.
+    Sparse,
+    /// The dense grid (all of it for [`EverythingStrategy::Dense`]).
+    Dense,
+}
+
+/// Choices for [`Segmenter::segment_everything`](super::Segmenter::segment_everything);
+/// the defaults are SAM's and TinySAM's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EverythingOptions {
+    pub strategy: EverythingStrategy,
+    /// Dense grid points per side (at least 1).
+    pub points_per_side: usize,
+    /// Keep masks whose predicted IoU is above this (0 disables).
+    pub pred_iou_thresh: f32,
+    /// Keep masks whose stability is at least this (0 disables).
+    pub stability_score_thresh: f32,
+    /// Logit offset of the stability score (positive).
+    pub stability_score_offset: f32,
+    /// Hierarchical: logit above which a cell counts as explained.
+    pub high_score_thresh: f32,
+    /// Drop a mask whose box overlaps a better one's by more than this IoU.
+    pub box_nms_thresh: f32,
+    /// Fill holes and drop islands smaller than this many frame pixels
+    /// (0 disables), then run NMS again, as SAM.
+    pub min_mask_region_area: u64,
+    /// Most prompts per decoder call (at least 1; batch-1 decoders get one).
+    pub prompts_per_batch: usize,
+    /// Mask threshold on logits; `None` uses the model's (SAM: 0.0).
+    pub mask_threshold: Option<f32>,
+}
+
+impl Default for EverythingOptions {
+    fn default() -> Self {
+        EverythingOptions {
+            strategy: EverythingStrategy::default(),
+            points_per_side: DEFAULT_POINTS_PER_SIDE,
+            pred_iou_thresh: DEFAULT_PRED_IOU_THRESH,
+            stability_score_thresh: DEFAULT_STABILITY_SCORE_THRESH,
+            stability_score_offset: DEFAULT_STABILITY_SCORE_OFFSET,
+            high_score_thresh: DEFAULT_HIGH_SCORE_THRESH,
+            box_nms_thresh: DEFAULT_BOX_NMS_THRESH,
+            min_mask_region_area: 0,
+            prompts_per_batch: DEFAULT_PROMPTS_PER_BATCH,
+            mask_threshold: None,
+        }
+    }
+}
+
+impl EverythingOptions {
+    /// Checks the values; the error names the offending option.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |what: String| Err(Error::Options(what));
+        if self.points_per_side == 0 {
+            return bad("points_per_side must be at least 1".to_owned());
+        }
+        if self.prompts_per_batch == 0 {
+            return bad("prompts_per_batch must be at least 1".to_owned());
+        }
+        for (name, value) in [
+            ("pred_iou_thresh", self.pred_iou_thresh),
+            ("stability_score_thresh", self.stability_score_thresh),
+            ("high_score_thresh", self.high_score_thresh),
+            ("box_nms_thresh", self.box_nms_thresh),
+            ("stability_score_offset", self.stability_score_offset),
+        ] {
+            if !value.is_finite() {
+                return bad(format!("{name} {value} is not finite"));
+            }
+        }
+        if self.stability_score_offset <= 0.0 {
+            return bad(format!(
+                "stability_score_offset {} must be positive",
+                self.stability_score_offset
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.box_nms_thresh) {
+            return bad(format!(
+                "box_nms_thresh {} must be within 0..=1",
+                self.box_nms_thresh
+            ));
+        }
+        if let Some(t) = self.mask_threshold
+            && !t.is_finite()
+        {
+            return bad(format!("mask_threshold {t} is not finite"));
+        }
+        Ok(())
+    }
+}
+
+/// SAM's point grid in frame pixels: `((i + 0.5) / n * width, (j + 0.5) /
+/// n * height)`, row by row.
+pub fn point_grid(n: usize, width: u32, height: u32) -> Vec<(f32, f32)> {
+    let at = |i: usize, side: u32| ((i as f64 + 0.5) / n as f64 * f64::from(side)) as f32;
+    (0..n)
+        .flat_map(|j| (0..n).map(move |i| (at(i, width), at(j, height))))
+        .collect()
+}
+
+/// What an everything-mode run produced and cost.
+#[derive(Debug, Default)]
+pub(crate) struct EverythingRun {
+    pub objects: Vec<SegmentedObject>,
+    pub prompts: usize,
+    pub calls: usize,
+    pub decoder: Duration,
+    pub postprocess: Duration,
+}
+
+/// A mask that passed the filters.
+struct Candidate {
+    point: (f32, f32),
+    round: GridRound,
+    prompt_index: usize,
+    mask_index: usize,
+    iou: f32,
+    logits: Vec<f32>,
+    mask: BitMask,
+    area: u64,
+    stability: f32,
+}
+
+impl Candidate {
+    fn corners(&self) -> Corners {
+        let m = &self.mask;
+        let (x, y) = (m.x() as f32, m.y() as f32);
+        [
+            x,
+            y,
+            x + m.width().saturating_sub(1) as f32,
+            y + m.height().saturating_sub(1) as f32,
+        ]
+    }
+}
+
+/// Shared state of one run.
+struct Run<'a> {
+    engine: &'a mut Engine,
+    upscaler: &'a mut MaskUpscaler,
+    embedding: &'a ImageEmbedding,
+    options: &'a EverythingOptions,
+    geometry: Geometry,
+    low: (usize, usize),
+    valid: (usize, usize),
+    threshold: f32,
+    out: EverythingRun,
+}
+
+/// Runs everything mode (see the module documentation) on `embedding`.
+pub(crate) fn segment_everything(
+    engine: &mut Engine,
+    upscaler: &mut MaskUpscaler,
+    embedding: &ImageEmbedding,
+    options: &EverythingOptions,
+) -> Result<EverythingRun, Error> {
+    options.validate()?;
+    let info = engine.info();
+    let low = info.low_res_size;
+    let threshold = options.mask_threshold.unwrap_or(info.mask_threshold);
+    let geometry = *embedding.geometry();
+    let mut run = Run {
+        engine,
+        upscaler,
+        embedding,
+        options,
+        geometry,
+        low,
+        valid: low_res_valid_size(&geometry, low),
+        threshold,
+        out: EverythingRun::default(),
+    };
+    let (w, h) = (geometry.frame_width, geometry.frame_height);
+    let dense = point_grid(options.points_per_side, w, h);
+    let candidates = match options.strategy {
+        EverythingStrategy::Dense => run.round(&dense, GridRound::Dense, None)?,
+        EverythingStrategy::Hierarchical => {
+            let side = (options.points_per_side / SPARSE_GRID_DIVISOR).max(1);
+            let sparse = point_grid(side, w, h);
+            let mut covered = vec![false; low.0 * low.1];
+            let mut candidates = run.round(&sparse, GridRound::Sparse, Some(&mut covered))?;
+            let rest: Vec<(f32, f32)> = dense
+                .into_iter()
+                .filter(|&p| !run.is_covered(&covered, p))
+                .collect();
+            candidates.extend(run.round(&rest, GridRound::Dense, None)?);
+            candidates
+        }
+    };
+    let start = Instant::now();
+    let objects = run.select(candidates)?;
+    run.out.postprocess += start.elapsed();
+    run.out.objects = objects;
+    Ok(run.out)
+}
+
+impl Run<'_> {
+    /// Decodes one point per prompt at `points`, batch by batch (so only one
+    /// batch of logits is held), and returns the masks that pass the
+    /// filters, upscaled. With `coverage`, marks their high-score cells.
+    fn round(
+        &mut self,
+        points: &[(f32, f32)],
+        round: GridRound,
+        mut coverage: Option<&mut Vec<bool>>,
+    ) -> Result<Vec<Candidate>, Error> {
+        let o = *self.options;
+        let (low_h, low_w) = self.low;
+        let cells = low_h * low_w;
+        let mut kept = Vec::new();
+        for chunk in points.chunks(o.prompts_per_batch) {
+            let prompts: Vec<Prompt> = chunk
+                .iter()
+                .map(|&(x, y)| Prompt::new().with_point(x, y))
+                .collect();
+            let start = Instant::now();
+            let (decoded, calls) =
+                decode_prompts(self.engine, self.embedding, &prompts, o.prompts_per_batch)?;
+            self.out.decoder += start.elapsed();
+            self.out.calls += calls;
+
+            let start = Instant::now();
+            for (&point, out) in chunk.iter().zip(&decoded) {
+                let prompt_index = self.out.prompts;
+                self.out.prompts += 1;
+                let outputs = if out.ious.len() > 1 {
+                    1..out.ious.len()
+                } else {
+                    0..out.ious.len()
+                };
+                for mask_index in outputs {
+                    let iou = out.ious.get(mask_index).copied().unwrap_or(f32::NAN);
+                    let Some(logits) = out.mask(mask_index, cells) else {
+                        return Err(Error::Output {
+                            stage: "mask decoder",
+                            reason: format!("no logits for output {mask_index}"),
+                        });
+                    };
+                    if !self.passes(iou, logits) {
+                        continue;
+                    }
+                    if let Some(coverage) = coverage.as_deref_mut() {
+                        self.mark(coverage, logits);
+                    }
+                    let result = self
+                        .upscaler
+                        .upscale(logits, low_h, low_w, &self.geometry, self.threshold)
+                        .map_err(|e| Error::Output {
+                            stage: "mask decoder",
+                            reason: e.to_string(),
+                        })?;
+                    // An empty mask is no object (SAM would keep a 0x0 box).
+                    if result.area == 0 {
+                        continue;
+                    }
+                    kept.push(Candidate {
+                        point,
+                        round,
+                        prompt_index,
+                        mask_index,
+                        iou,
+                        logits: logits.to_vec(),
+                        mask: result.mask,
+                        area: result.area,
+                        stability: result.stability,
+                    });
+                }
+            }
+            self.out.postprocess += start.elapsed();
+        }
+        Ok(kept)
+    }
+
+    /// SAM's filters, on low-res logits (a threshold of 0 disables one).
+    fn passes(&self, iou: f32, logits: &[f32]) -> bool {
+        let o = self.options;
+        // A NaN prediction fails, as in SAM.
+        if o.pred_iou_thresh > 0.0 && (iou.is_nan() || iou <= o.pred_iou_thresh) {
+            return false;
+        }
+        if o.stability_score_thresh > 0.0 {
+            let (_, low_w) = self.low;
+            let stability = low_res_stability(
+                logits,
+                low_w,
+                self.valid,
+                self.threshold,
+                o.stability_score_offset,
+            );
+            if stability < o.stability_score_thresh {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Marks the cells (showing the frame) above the high score.
+    fn mark(&self, coverage: &mut [bool], logits: &[f32]) {
+        let (_, low_w) = self.low;
+        let (rows, cols) = self.valid;
+        let high = self.options.high_score_thresh;
+        for (r, (cov, row)) in coverage
+            .chunks_exact_mut(low_w)
+            .zip(logits.chunks_exact(low_w))
+            .enumerate()
+        {
+            if r >= rows {
+                break;
+            }
+            for (c, v) in cov.iter_mut().zip(row).take(cols) {
+                *c |= *v > high;
+            }
+        }
+    }
+
+    /// Whether frame point `p` lies on a covered low-res cell.
+    fn is_covered(&self, coverage: &[bool], (x, y): (f32, f32)) -> bool {
+        let (low_h, low_w) = self.low;
+        let s = self.geometry.input_size as f32;
+        let cell = |model: f32, n: usize| {
+            ((model / s * n as f32).floor().max(0.0) as usize).min(n.saturating_sub(1))
+        };
+        let (r, c) = (
+            cell(self.geometry.to_model_y(y), low_h),
+            cell(self.geometry.to_model_x(x), low_w),
+        );
+        coverage.get(r * low_w + c).copied().unwrap_or(false)
+    }
+
+    /// Box NMS, optional small-region clean-up (and NMS again), then the
+    /// objects by descending predicted IoU.
+    fn select(&mut self, candidates: Vec<Candidate>) -> Result<Vec<SegmentedObject>, Error> {
+        let o = *self.options;
+        let boxes: Vec<Corners> = candidates.iter().map(Candidate::corners).collect();
+        let scores: Vec<f32> = candidates.iter().map(|c| c.iou).collect();
+        let order = box_nms(&boxes, &scores, o.box_nms_thresh);
+        let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
+        let mut kept: Vec<Candidate> = order
+            .iter()
+            .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+            .collect();
+
+        if o.min_mask_region_area > 0 {
+            let (w, h) = (self.geometry.frame_width, self.geometry.frame_height);
+            let mut unchanged = Vec::with_capacity(kept.len());
+            for c in &mut kept {
+                let (mask, changed) = remove_small_regions(&c.mask, o.min_mask_region_area, w, h);
+                c.area = mask.count_ones();
+                c.mask = mask;
+                unchanged.push(if changed { 0.0 } else { 1.0 });
+            }
+            // SAM prefers masks the clean-up left alone.
+            let boxes: Vec<Corners> = kept.iter().map(Candidate::corners).collect();
+            let order = box_nms(&boxes, &unchanged, o.box_nms_thresh);
+            let mut slots: Vec<Option<Candidate>> = kept.into_iter().map(Some).collect();
+            kept = order
+                .iter()
+                .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+                .collect();
+            // Ids by descending predicted IoU; NMS order breaks ties.
+            kept.sort_by(|a, b| {
+                b.iou
+                    .partial_cmp(&a.iou)
+                    .unwrap_or(std::cmp::Ordering::Equal)
+            });
+        }
+
+        let (low_h, low_w) = self.low;
+        kept.into_iter()
+            .enumerate()
+            .map(|(id, c)| {
+                let low_res =
+                    LowResLogits::new(low_w, low_h, c.logits).ok_or_else(|| Error::Output {
+                        stage: "mask decoder",
+                        reason: "low-res logits of the wrong size".to_owned(),
+                    })?;
+                Ok(SegmentedObject {
+                    id,
+                    prompt_index: c.prompt_index,
+                    mask: c.mask,
+                    iou: c.iou,
+                    stability: c.stability,
+                    area: c.area,
+                    mask_index: c.mask_index,
+                    low_res: Arc::new(low_res),
+                    origin: ObjectOrigin::Everything {
+                        point: c.point,
+                        round: c.round,
+                    },
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grid_points_are_cell_centres() {
+        let g = point_grid(2, 100, 50);
+        assert_eq!(
+            g,
+            vec![(25.0, 12.5), (75.0, 12.5), (25.0, 37.5), (75.0, 37.5)]
+        );
+        assert_eq!(point_grid(1, 7, 9), vec![(3.5, 4.5)]);
+        assert_eq!(point_grid(32, 640, 480).len(), 1024);
+    }
+
+    #[test]
+    fn options_are_validated() {
+        assert!(EverythingOptions::default().validate().is_ok());
+        let bad = [
+            EverythingOptions {
+                points_per_side: 0,
+                ..Default::default()
+            },
+            EverythingOptions {
+                prompts_per_batch: 0,
+                ..Default::default()
+            },
+            EverythingOptions {
+                box_nms_thresh: 1.5,
+                ..Default::default()
+            },
+            EverythingOptions {
+                stability_score_offset: 0.0,
+                ..Default::default()
+            },
+            EverythingOptions {
+                pred_iou_thresh: f32::NAN,
+                ..Default::default()
+            },
+            EverythingOptions {
+                mask_threshold: Some(f32::INFINITY),
+                ..Default::default()
+            },
+        ];
+        for options in bad {
+            let err = options.validate().unwrap_err().to_string();
+            assert!(err.starts_with("invalid option"), "{err}");
+        }
+    }
+}

@@ -93,6 +93,10 @@ fn unpack(x: i32, y: i32, w: i32, h: i32, bits: &[u8]) -> Vec<bool> {
 struct Object {
     id: u32,
     prompt_index: i32,
+    /// "prompt" or "everything".
+    source: String,
+    /// Everything mode: the grid point, frame pixels.
+    grid_point: Option<(f64, f64)>,
     iou: f64,
     area: u64,
     mask: Vec<bool>,
@@ -112,7 +116,12 @@ fn custom_meta_objects(buffer: &gst::BufferRef) -> Vec<Object> {
         .map(|v| {
             let o = v.get::<gst::Structure>().expect("object structure");
             assert_eq!(o.name(), "tinysam/object");
-            assert_eq!(o.get::<&str>("source").unwrap(), "prompt");
+            let source = o.get::<String>("source").unwrap();
+            let grid_point = (source == "everything").then(|| {
+                let round = o.get::<&str>("grid-round").unwrap();
+                assert!(round == "sparse" || round == "dense", "{round}");
+                (o.get("grid-x").unwrap(), o.get("grid-y").unwrap())
+            });
             let bits = o.get::<glib::Bytes>("mask").unwrap();
             let mask = unpack(
                 o.get("x").unwrap(),
@@ -128,6 +137,8 @@ fn custom_meta_objects(buffer: &gst::BufferRef) -> Vec<Object> {
             Object {
                 id: o.get("id").unwrap(),
                 prompt_index: o.get("prompt-index").unwrap(),
+                source,
+                grid_point,
                 iou: o.get("iou").unwrap(),
                 area,
                 mask,
@@ -243,6 +254,8 @@ fn box_prompt_segments_the_ellipse() {
     );
     assert!(score >= 0.85, "IoU {score}");
     assert_eq!(objects[0].prompt_index, 0);
+    assert_eq!(objects[0].source, "prompt");
+    assert!(objects[0].grid_point.is_none());
 
     let rois = roi_masks(&out);
     assert_eq!(rois.len(), 1);
@@ -304,7 +317,7 @@ fn overlay_changes_only_pixels_inside_the_mask() {
 
 #[test]
 fn prompts_change_while_playing() {
-    let h = Harness::new("RGBA", "");
+    let h = Harness::new("RGBA", "everything-mode=none");
     let frame = rgba_frame();
     let out = h.push(&frame, 0);
     assert!(
@@ -324,6 +337,36 @@ fn prompts_change_while_playing() {
     assert_eq!(objects[1].prompt_index, 1);
     // The background point does not give the ellipse.
     assert!(iou(&objects[1].mask, &exact_mask()) < 0.5);
+}
+
+#[test]
+fn everything_mode_segments_unprompted_frames() {
+    // The fixture's predicted IoUs run lower than SAM's; tests/everything.rs
+    // explains these thresholds.
+    let h = Harness::new(
+        "RGBA",
+        "points-per-side=16 pred-iou-thresh=0.75 stability-score-thresh=0.9",
+    );
+    let out = h.push(&rgba_frame(), 0);
+    let objects = custom_meta_objects(&out);
+    assert!(!objects.is_empty());
+    for o in &objects {
+        assert_eq!(o.source, "everything");
+        let (x, y) = o.grid_point.expect("a grid point");
+        assert!((0.0..WIDTH as f64).contains(&x) && (0.0..HEIGHT as f64).contains(&y));
+    }
+    let best = objects
+        .iter()
+        .map(|o| iou(&o.mask, &exact_mask()))
+        .fold(0.0, f64::max);
+    assert!(best >= 0.85, "best IoU with the ellipse {best}");
+    assert_eq!(roi_masks(&out).len(), objects.len());
+
+    // Prompts take over from everything mode on the next frame.
+    h.sam.set_property("prompts", BOX_PROMPT);
+    let objects = custom_meta_objects(&h.push(&rgba_frame(), 1));
+    assert_eq!(objects.len(), 1);
+    assert_eq!(objects[0].source, "prompt");
 }
 
 #[test]

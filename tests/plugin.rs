@@ -76,7 +76,7 @@ fn element_is_registered_with_metadata() {
 #[test]
 fn ten_buffers_pass_through() {
     let n = count_buffers(&format!(
-        "videotestsrc num-buffers=10 ! tinysam model={MODEL} ! fakesink name=sink"
+        "videotestsrc num-buffers=10 ! tinysam model={MODEL} everything-mode=none ! fakesink name=sink"
     ));
     assert_eq!(n, 10);
 }
@@ -86,7 +86,7 @@ fn every_advertised_format_passes() {
     for format in ["RGBA", "BGRA", "RGBx", "BGRx", "RGB", "BGR", "I420", "NV12"] {
         let n = count_buffers(&format!(
             "videotestsrc num-buffers=2 ! video/x-raw,format={format},width=64,height=48 \
-             ! tinysam model={MODEL} ! fakesink name=sink"
+             ! tinysam model={MODEL} everything-mode=none ! fakesink name=sink"
         ));
         assert_eq!(n, 2, "format {format}");
     }

@@ -10,10 +10,11 @@
 //!
 //! The model is loaded when the element starts (READY -> PAUSED); a missing
 //! or mismatched model makes that state change fail with a message naming the
-//! file. Every frame with prompts is embedded and decoded; the objects are
-//! attached as a `GstTinySamMeta` custom meta and as one
-//! `GstVideoRegionOfInterestMeta` each (see docs/element.md). Frames pass
-//! through untouched while there are no prompts.
+//! file. Every frame with prompts is embedded and decoded; frames without
+//! prompts are segmented in everything mode (TinySAM's hierarchical grid by
+//! default, SAM's dense grid, or not at all: `everything-mode`). The objects
+//! are attached as a `GstTinySamMeta` custom meta and as one
+//! `GstVideoRegionOfInterestMeta` each (see docs/element.md).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,11 +29,13 @@ use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
 use super::prompt_list;
-use super::{Coordinates, ExecutionProvider, META_NAME, MaskSelectionMode};
+use super::{Coordinates, EverythingMode, ExecutionProvider, META_NAME, MaskSelectionMode};
+use crate::segment::everything as defaults;
 use crate::segment::{
-    self, CoordMode, EngineOptions, ExecutionProviderKind, FrameView, FrameViewMut, MaskSelection,
-    ModelSource, OverlayStyle, PixelFormat, Prompt, SegmentOptions, SegmentedObject, Segmenter,
-    YuvColorimetry, YuvMatrix, YuvRange,
+    self, CoordMode, EngineOptions, EverythingOptions, EverythingStrategy, ExecutionProviderKind,
+    FrameView, FrameViewMut, GridRound, MaskSelection, ModelSource, ObjectOrigin, OverlayStyle,
+    PixelFormat, Prompt, SegmentOptions, SegmentedObject, Segmenter, YuvColorimetry, YuvMatrix,
+    YuvRange,
 };
 
 const DEFAULT_PROMPTS: &str = "";
@@ -44,6 +47,10 @@ const DEFAULT_OVERLAY_ALPHA: f64 = 0.5;
 const DEFAULT_OVERLAY_OUTLINE: bool = true;
 const DEFAULT_N_THREADS: u32 = 0;
 const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
+const DEFAULT_EVERYTHING_MODE: EverythingMode = EverythingMode::Hierarchical;
+/// Largest everything-mode grid (points per side) and decoder batch accepted.
+const MAX_POINTS_PER_SIDE: u32 = 256;
+const MAX_PROMPTS_PER_BATCH: u32 = 4096;
 /// Logit thresholds beyond this make every mask empty or full.
 const MAX_MASK_THRESHOLD: f64 = 100.0;
 
@@ -88,6 +95,10 @@ struct Settings {
     overlay_outline: bool,
     n_threads: u32,
     execution_provider: ExecutionProvider,
+    everything_mode: EverythingMode,
+    /// Everything-mode options; `strategy` and `mask_threshold` follow
+    /// `everything_mode` and `mask_threshold`.
+    everything: EverythingOptions,
 }
 
 impl Default for Settings {
@@ -106,6 +117,8 @@ impl Default for Settings {
             overlay_outline: DEFAULT_OVERLAY_OUTLINE,
             n_threads: DEFAULT_N_THREADS,
             execution_provider: DEFAULT_EXECUTION_PROVIDER,
+            everything_mode: DEFAULT_EVERYTHING_MODE,
+            everything: EverythingOptions::default(),
         }
     }
 }
@@ -156,6 +169,20 @@ impl Settings {
             threshold: Some(self.mask_threshold as f32),
             ..SegmentOptions::default()
         }
+    }
+
+    /// The everything-mode options, or `None` when unprompted frames pass through.
+    fn everything_options(&self) -> Option<EverythingOptions> {
+        let strategy = match self.everything_mode {
+            EverythingMode::None => return None,
+            EverythingMode::Hierarchical => EverythingStrategy::Hierarchical,
+            EverythingMode::Dense => EverythingStrategy::Dense,
+        };
+        Some(EverythingOptions {
+            strategy,
+            mask_threshold: Some(self.mask_threshold as f32),
+            ..self.everything
+        })
     }
 }
 
@@ -220,10 +247,24 @@ fn prompts_text(prompts: &[Prompt]) -> String {
 /// The fields shared by the custom meta's objects and the ROI params.
 fn object_structure(name: &str, object: &SegmentedObject) -> gst::Structure {
     let mask = &object.mask;
-    gst::Structure::builder(name)
+    let builder = gst::Structure::builder(name)
         .field("id", object.id as u32)
-        .field("prompt-index", object.prompt_index as i32)
-        .field("source", "prompt")
+        .field("prompt-index", object.prompt_index as i32);
+    let builder = match object.origin {
+        ObjectOrigin::Prompt { .. } => builder.field("source", "prompt"),
+        ObjectOrigin::Everything { point, round } => builder
+            .field("source", "everything")
+            .field("grid-x", f64::from(point.0))
+            .field("grid-y", f64::from(point.1))
+            .field(
+                "grid-round",
+                match round {
+                    GridRound::Sparse => "sparse",
+                    GridRound::Dense => "dense",
+                },
+            ),
+    };
+    builder
         .field("x", mask.x() as i32)
         .field("y", mask.y() as i32)
         .field("width", mask.width() as i32)
@@ -266,7 +307,17 @@ fn attach_meta(
         roi.set_id(object.id as i32);
         let mut param = object_structure("tinysam/mask", object);
         // The ROI already holds the box and the prompt index is in the custom meta.
-        for field in ["x", "y", "width", "height", "source", "prompt-index"] {
+        for field in [
+            "x",
+            "y",
+            "width",
+            "height",
+            "source",
+            "prompt-index",
+            "grid-x",
+            "grid-y",
+            "grid-round",
+        ] {
             param.remove_field(field);
         }
         roi.add_param(param);
@@ -375,10 +426,16 @@ impl TinySam {
                 .map_err(|e| e.to_string())?
                 .with_colorimetry(yuv);
             let embedding = state.segmenter.embed(&view).map_err(|e| e.to_string())?;
-            state
-                .segmenter
-                .segment(&embedding, &settings.prompts, &settings.segment_options())
-                .map_err(|e| e.to_string())?
+            match settings.everything_options() {
+                Some(options) if settings.prompts.is_empty() => state
+                    .segmenter
+                    .segment_everything(&embedding, &options)
+                    .map_err(|e| e.to_string())?,
+                _ => state
+                    .segmenter
+                    .segment(&embedding, &settings.prompts, &settings.segment_options())
+                    .map_err(|e| e.to_string())?,
+            }
         };
         for warning in &segmentation.warnings {
             gst::debug!(CAT, imp = self, "{warning}");
@@ -514,6 +571,73 @@ impl ObjectImpl for TinySam {
                     .default_value(DEFAULT_OVERLAY_OUTLINE)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("everything-mode", DEFAULT_EVERYTHING_MODE)
+                    .nick("Everything mode")
+                    .blurb("What to do with frames without prompts: nothing, or segment everything")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("points-per-side")
+                    .nick("Points per side")
+                    .blurb("Everything mode: dense grid points per side (the hierarchical sparse grid has a quarter)")
+                    .minimum(1)
+                    .maximum(MAX_POINTS_PER_SIDE)
+                    .default_value(defaults::DEFAULT_POINTS_PER_SIDE as u32)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("pred-iou-thresh")
+                    .nick("Predicted IoU threshold")
+                    .blurb("Everything mode: keep masks whose predicted IoU is above this")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(f64::from(defaults::DEFAULT_PRED_IOU_THRESH))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("stability-score-thresh")
+                    .nick("Stability score threshold")
+                    .blurb("Everything mode: keep masks whose stability score is at least this")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(f64::from(defaults::DEFAULT_STABILITY_SCORE_THRESH))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("stability-score-offset")
+                    .nick("Stability score offset")
+                    .blurb("Everything mode: logit offset of the stability score")
+                    .minimum(0.0)
+                    .maximum(MAX_MASK_THRESHOLD)
+                    .default_value(f64::from(defaults::DEFAULT_STABILITY_SCORE_OFFSET))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("high-score-thresh")
+                    .nick("High score threshold")
+                    .blurb("Hierarchical everything: logit above which a pixel counts as explained by the sparse round")
+                    .minimum(-MAX_MASK_THRESHOLD)
+                    .maximum(MAX_MASK_THRESHOLD)
+                    .default_value(f64::from(defaults::DEFAULT_HIGH_SCORE_THRESH))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("box-nms-thresh")
+                    .nick("Box NMS threshold")
+                    .blurb("Everything mode: drop a mask whose box overlaps a better one's by more than this IoU")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(f64::from(defaults::DEFAULT_BOX_NMS_THRESH))
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("min-mask-region-area")
+                    .nick("Minimum mask region area")
+                    .blurb("Everything mode: fill holes and remove islands smaller than this many pixels (0 = off)")
+                    .default_value(0)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("prompts-per-batch")
+                    .nick("Prompts per batch")
+                    .blurb("Everything mode: most grid points per decoder call (batch-1 decoders take one)")
+                    .minimum(1)
+                    .maximum(MAX_PROMPTS_PER_BATCH)
+                    .default_value(defaults::DEFAULT_PROMPTS_PER_BATCH as u32)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("n-threads")
                     .nick("Threads")
                     .blurb("Intra-op threads per ONNX Runtime session (0 = ONNX Runtime's default)")
@@ -619,6 +743,51 @@ impl ObjectImpl for TinySam {
                     self.lock_settings().n_threads = v;
                 }
             }
+            "everything-mode" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().everything_mode = v;
+                }
+            }
+            "points-per-side" => {
+                if let Ok(v) = value.get::<u32>() {
+                    self.lock_settings().everything.points_per_side = v as usize;
+                }
+            }
+            "pred-iou-thresh" => {
+                if let Ok(v) = value.get::<f64>() {
+                    self.lock_settings().everything.pred_iou_thresh = v as f32;
+                }
+            }
+            "stability-score-thresh" => {
+                if let Ok(v) = value.get::<f64>() {
+                    self.lock_settings().everything.stability_score_thresh = v as f32;
+                }
+            }
+            "stability-score-offset" => {
+                if let Ok(v) = value.get::<f64>() {
+                    self.lock_settings().everything.stability_score_offset = v as f32;
+                }
+            }
+            "high-score-thresh" => {
+                if let Ok(v) = value.get::<f64>() {
+                    self.lock_settings().everything.high_score_thresh = v as f32;
+                }
+            }
+            "box-nms-thresh" => {
+                if let Ok(v) = value.get::<f64>() {
+                    self.lock_settings().everything.box_nms_thresh = v as f32;
+                }
+            }
+            "min-mask-region-area" => {
+                if let Ok(v) = value.get() {
+                    self.lock_settings().everything.min_mask_region_area = v;
+                }
+            }
+            "prompts-per-batch" => {
+                if let Ok(v) = value.get::<u32>() {
+                    self.lock_settings().everything.prompts_per_batch = v as usize;
+                }
+            }
             "execution-provider" => {
                 if let Ok(v) = value.get() {
                     self.lock_settings().execution_provider = v;
@@ -644,6 +813,19 @@ impl ObjectImpl for TinySam {
             "overlay-alpha" => settings.overlay_alpha.to_value(),
             "overlay-outline" => settings.overlay_outline.to_value(),
             "n-threads" => settings.n_threads.to_value(),
+            "everything-mode" => settings.everything_mode.to_value(),
+            "points-per-side" => (settings.everything.points_per_side as u32).to_value(),
+            "pred-iou-thresh" => f64::from(settings.everything.pred_iou_thresh).to_value(),
+            "stability-score-thresh" => {
+                f64::from(settings.everything.stability_score_thresh).to_value()
+            }
+            "stability-score-offset" => {
+                f64::from(settings.everything.stability_score_offset).to_value()
+            }
+            "high-score-thresh" => f64::from(settings.everything.high_score_thresh).to_value(),
+            "box-nms-thresh" => f64::from(settings.everything.box_nms_thresh).to_value(),
+            "min-mask-region-area" => settings.everything.min_mask_region_area.to_value(),
+            "prompts-per-batch" => (settings.everything.prompts_per_batch as u32).to_value(),
             "execution-provider" => settings.execution_provider.to_value(),
             // Only the properties above are installed.
             _ => pspec.default_value().clone(),
@@ -799,7 +981,7 @@ impl BaseTransformImpl for TinySam {
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         // Copied out so property calls never wait for inference.
         let settings = self.settings();
-        if settings.prompts.is_empty() {
+        if settings.prompts.is_empty() && settings.everything_mode == EverythingMode::None {
             return Ok(gst::FlowSuccess::Ok);
         }
         let started = Instant::now();

@@ -46,6 +46,23 @@ pub enum MaskSelectionMode {
     Sam = 2,
 }
 
+/// What happens on frames without prompts.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstTinySamEverythingMode")]
+pub enum EverythingMode {
+    #[enum_value(name = "Pass frames through without inference", nick = "none")]
+    None = 0,
+    #[default]
+    #[enum_value(
+        name = "Segment everything with TinySAM's hierarchical grid",
+        nick = "hierarchical"
+    )]
+    Hierarchical = 1,
+    #[enum_value(name = "Segment everything with SAM's dense grid", nick = "dense")]
+    Dense = 2,
+}
+
 /// Where ONNX Runtime runs the models.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
 #[repr(i32)]

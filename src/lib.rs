@@ -7,7 +7,7 @@
 use gst::glib;
 
 pub mod segment;
-mod tinysam;
+pub mod tinysam;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     tinysam::register(plugin)

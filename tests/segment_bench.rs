@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Without `TINYSAM_BENCH_MODEL` the model part uses `models/tinysam-fixture`
-//! when present, else the tiny random test model.
+//! when present, else the tiny random test model. `TINYSAM_BENCH_THREADS`
+//! sets ONNX Runtime's threads; the everything bench also reads
+//! `TINYSAM_BENCH_SCENES`, `TINYSAM_BENCH_RUNS` and `TINYSAM_BENCH_FRAME`
+//! (e.g. `1280x720`; default: 12 small scenes, 3 runs each).
 
 mod common;
 
@@ -18,9 +21,10 @@ use std::time::{Duration, Instant};
 use gsttinysam::segment::postprocess::MaskUpscaler;
 use gsttinysam::segment::preprocess::{Preprocessor, SAM_PIXEL_MEAN, SAM_PIXEL_STD};
 use gsttinysam::segment::{
-    EngineOptions, EverythingOptions, EverythingStrategy, FrameView, Geometry, ModelSource,
-    PixelFormat, Prompt, SegmentOptions, Segmenter, Timings,
+    EngineOptions, EverythingOptions, EverythingStrategy, FrameView, FrameViewMut, Geometry,
+    ModelSource, OverlayStyle, PixelFormat, Prompt, SegmentOptions, Segmenter, draw_objects,
 };
+use gsttinysam::tinysam::meta::attach_meta;
 
 const RUNS: usize = 15;
 
@@ -131,20 +135,6 @@ fn mask_upscaling_at_1080p() {
     }
 }
 
-fn print_timings(label: &str, t: &Timings) {
-    println!(
-        "  {label}: conversion {} resize {} normalise {} encoder {} decoder {} ({} calls, {} prompts) post {}",
-        ms(t.conversion),
-        ms(t.resize),
-        ms(t.normalise),
-        ms(t.encoder),
-        ms(t.decoder),
-        t.decoder_calls,
-        t.prompts,
-        ms(t.postprocess)
-    );
-}
-
 /// The benchmark's model (see the module documentation), loaded.
 fn bench_segmenter() -> Segmenter {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -173,45 +163,113 @@ fn bench_segmenter() -> Segmenter {
 
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture in release mode"]
-fn whole_pipeline() {
+fn frame_stages_at_720p_and_1080p() {
+    // The plugin registers the custom meta.
+    gst::init().unwrap();
+    gsttinysam::plugin_register_static().unwrap();
     let mut segmenter = bench_segmenter();
-    let (w, h) = (1920, 1080);
-    let (planes, strides) = frame_data(PixelFormat::Rgb, w, h);
-    let frame = FrameView::packed(PixelFormat::Rgb, w, h, &planes[0], strides[0]).unwrap();
-    let prompts: Vec<Prompt> = (0..8)
-        .map(|i| {
-            let x = 200.0 + 200.0 * i as f32;
-            if i % 2 == 0 {
-                Prompt::new().with_point(x, 540.0)
-            } else {
-                Prompt::new().with_box(x - 80.0, 400.0, x + 80.0, 700.0)
-            }
-        })
-        .collect();
-    let runs = 3;
-    let mut all = Vec::new();
-    for run in 0..runs {
-        let start = Instant::now();
-        let embedding = segmenter.embed(&frame).unwrap();
-        let result = segmenter
-            .segment(&embedding, &prompts, &SegmentOptions::default())
+    let runs = 5;
+    println!(
+        "one NV12 frame with 8 prompts (4 points, 4 boxes), median of {runs} runs, stages in ms:"
+    );
+    println!(
+        "  frame      conv+resize  encoder  decoder     post  overlay     meta |    total  outside ORT"
+    );
+    for (w, h) in [(1280u32, 720u32), (1920, 1080)] {
+        let (mut planes, strides) = frame_data(PixelFormat::Nv12, w, h);
+        let prompts: Vec<Prompt> = (0..8)
+            .map(|i| {
+                let x = w as f32 * (i as f32 + 0.5) / 8.0;
+                let y = h as f32 / 2.0;
+                if i % 2 == 0 {
+                    Prompt::new().with_point(x, y)
+                } else {
+                    Prompt::new().with_box(x - 60.0, y - 150.0, x + 60.0, y + 150.0)
+                }
+            })
+            .collect();
+        let mut stages: [Vec<Duration>; 7] = Default::default();
+        for _ in 0..runs {
+            let start = Instant::now();
+            let slices: Vec<&[u8]> = planes.iter().map(Vec::as_slice).collect();
+            let frame = FrameView::new(PixelFormat::Nv12, w, h, &slices, &strides).unwrap();
+            let embedding = segmenter.embed(&frame).unwrap();
+            let result = segmenter
+                .segment(&embedding, &prompts, &SegmentOptions::default())
+                .unwrap();
+            let t = segmenter.timings().clone();
+
+            let overlay_start = Instant::now();
+            let (y_plane, uv_plane) = planes.split_at_mut(1);
+            let mut view = FrameViewMut::new(
+                PixelFormat::Nv12,
+                w,
+                h,
+                vec![&mut y_plane[0][..], &mut uv_plane[0][..]],
+                &strides,
+            )
             .unwrap();
-        all.push(start.elapsed());
-        print_timings(&format!("run {run}"), segmenter.timings());
-        if run == 0 {
-            let areas: Vec<u64> = result.objects.iter().map(|o| o.area).collect();
-            println!("  areas {areas:?}");
+            draw_objects(&mut view, &result.objects, &OverlayStyle::default());
+            let overlay = overlay_start.elapsed();
+
+            let mut buffer = gst::Buffer::new();
+            let meta_start = Instant::now();
+            attach_meta(buffer.get_mut().unwrap(), w, h, &result.objects).unwrap();
+            let meta = meta_start.elapsed();
+
+            let total = start.elapsed();
+            for (stage, d) in stages.iter_mut().zip([
+                t.conversion + t.resize + t.normalise,
+                t.encoder,
+                t.decoder,
+                t.postprocess,
+                overlay,
+                meta,
+                total,
+            ]) {
+                stage.push(d);
+            }
         }
+        let [pre, enc, dec, post, overlay, meta, total] = stages.map(median);
+        let outside = total.saturating_sub(enc + dec);
+        let f = |d: Duration| format!("{:8.1}", d.as_secs_f64() * 1e3);
+        println!(
+            "  {w}x{h} {}     {} {} {} {} {} | {} {:10.1}%",
+            f(pre),
+            f(enc),
+            f(dec),
+            f(post),
+            f(overlay),
+            f(meta),
+            f(total),
+            100.0 * outside.as_secs_f64() / total.as_secs_f64().max(1e-9)
+        );
     }
-    println!("  frame total (median of {runs}): {}", ms(median(all)));
 }
 
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture in release mode"]
 fn everything_dense_vs_hierarchical() {
     let mut segmenter = bench_segmenter();
-    let scenes = common::scenes();
-    let runs = 3;
+    let env = |name: &str| std::env::var(name).ok();
+    let count = env("TINYSAM_BENCH_SCENES").and_then(|n| n.parse().ok());
+    let runs = env("TINYSAM_BENCH_RUNS")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    // TINYSAM_BENCH_FRAME=1280x720 renders the scenes at that size.
+    let frame = env("TINYSAM_BENCH_FRAME").and_then(|f| {
+        let (w, h) = f.split_once('x')?;
+        Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?))
+    });
+    let scenes: Vec<common::Scene> = match frame {
+        Some((w, h)) => (0..count.unwrap_or(3))
+            .map(|i| common::render(1000 + i as u64, w, h, 2 + i % 7))
+            .collect(),
+        None => common::scenes()
+            .into_iter()
+            .take(count.unwrap_or(usize::MAX))
+            .collect(),
+    };
     println!(
         "everything mode on {} rendered scenes, {runs} runs each; medians per frame:",
         scenes.len()

@@ -66,37 +66,63 @@ fn blend(dst: &mut u8, color: u8, weight: u32) {
     *dst = value.min(255) as u8;
 }
 
-/// Blend weights of a mask's pixels for one style.
-struct Weights<'m> {
-    mask: &'m BitMask,
-    fill: u32,
-    outline: bool,
+/// Blend weights of a mask's pixels for one style, computed once per mask
+/// (the chroma planes read each luma weight four times).
+struct Weights {
+    x: u32,
+    y: u32,
+    width: u32,
+    height: u32,
+    /// Row-major over the mask's box; 0 outside the mask.
+    map: Vec<u16>,
 }
 
-impl Weights<'_> {
-    /// Weight of frame pixel (x, y): 0 outside the mask.
-    #[inline]
-    fn at(&self, x: u32, y: u32) -> u32 {
-        if !self.mask.contains(x, y) {
-            return 0;
-        }
-        if self.outline && self.is_boundary(x, y) {
-            ONE
-        } else {
-            self.fill
+impl Weights {
+    fn new(mask: &BitMask, fill: u32, outline: bool) -> Self {
+        let (w, h) = (mask.width() as usize, mask.height() as usize);
+        let inside: Vec<bool> = (0..h)
+            .flat_map(|row| (0..w).map(move |col| (col, row)))
+            .map(|(col, row)| mask.get(col as u32, row as u32))
+            .collect();
+        // A mask pixel is on the boundary when a 4-neighbour is not in the
+        // mask (outside the box counts as not in the mask).
+        let set = |col: usize, row: usize| inside[row * w + col];
+        let map = (0..h)
+            .flat_map(|row| (0..w).map(move |col| (col, row)))
+            .map(|(col, row)| {
+                if !set(col, row) {
+                    return 0;
+                }
+                let boundary = col == 0
+                    || row == 0
+                    || col + 1 == w
+                    || row + 1 == h
+                    || !set(col - 1, row)
+                    || !set(col + 1, row)
+                    || !set(col, row - 1)
+                    || !set(col, row + 1);
+                if outline && boundary { ONE } else { fill }.min(ONE) as u16
+            })
+            .collect();
+        Weights {
+            x: mask.x(),
+            y: mask.y(),
+            width: mask.width(),
+            height: mask.height(),
+            map,
         }
     }
 
-    fn is_boundary(&self, x: u32, y: u32) -> bool {
-        let m = self.mask;
-        let unset = |dx: i64, dy: i64| {
-            let (nx, ny) = (i64::from(x) + dx, i64::from(y) + dy);
-            match (u32::try_from(nx), u32::try_from(ny)) {
-                (Ok(nx), Ok(ny)) => !m.contains(nx, ny),
-                _ => true,
-            }
-        };
-        unset(-1, 0) || unset(1, 0) || unset(0, -1) || unset(0, 1)
+    /// Weight of frame pixel (x, y): 0 outside the mask.
+    #[inline]
+    fn at(&self, x: u32, y: u32) -> u32 {
+        match (x.checked_sub(self.x), y.checked_sub(self.y)) {
+            (Some(col), Some(row)) if col < self.width && row < self.height => self
+                .map
+                .get(row as usize * self.width as usize + col as usize)
+                .map_or(0, |&w| u32::from(w)),
+            _ => 0,
+        }
     }
 }
 
@@ -123,11 +149,7 @@ pub fn draw_mask(
     } else {
         style.alpha.clamp(0.0, 1.0)
     };
-    let weights = Weights {
-        mask,
-        fill: (alpha * ONE as f32).round() as u32,
-        outline: style.outline,
-    };
+    let weights = Weights::new(mask, (alpha * ONE as f32).round() as u32, style.outline);
     // The part of the mask's box inside the frame.
     let x_end = mask.x().saturating_add(mask.width()).min(frame.width());
     let y_end = mask.y().saturating_add(mask.height()).min(frame.height());
@@ -164,7 +186,7 @@ pub fn draw_mask(
 
 fn draw_yuv(
     frame: &mut FrameViewMut<'_>,
-    weights: &Weights<'_>,
+    weights: &Weights,
     color: [u8; 3],
     xs: std::ops::Range<u32>,
     ys: std::ops::Range<u32>,

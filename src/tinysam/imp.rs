@@ -28,14 +28,14 @@ use gst_base::subclass::prelude::*;
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
+use super::meta::attach_meta;
 use super::prompt_list;
-use super::{Coordinates, EverythingMode, ExecutionProvider, META_NAME, MaskSelectionMode};
+use super::{Coordinates, EverythingMode, ExecutionProvider, MaskSelectionMode};
 use crate::segment::everything as defaults;
 use crate::segment::{
     self, CoordMode, EngineOptions, EverythingOptions, EverythingStrategy, ExecutionProviderKind,
-    FrameView, FrameViewMut, GridRound, MaskSelection, ModelSource, ObjectOrigin, OverlayStyle,
-    PixelFormat, Prompt, SegmentOptions, SegmentedObject, Segmenter, YuvColorimetry, YuvMatrix,
-    YuvRange,
+    FrameView, FrameViewMut, MaskSelection, ModelSource, OverlayStyle, PixelFormat, Prompt,
+    SegmentOptions, SegmentedObject, Segmenter, YuvColorimetry, YuvMatrix, YuvRange,
 };
 
 const DEFAULT_PROMPTS: &str = "";
@@ -53,9 +53,6 @@ const MAX_POINTS_PER_SIDE: u32 = 256;
 const MAX_PROMPTS_PER_BATCH: u32 = 4096;
 /// Logit thresholds beyond this make every mask empty or full.
 const MAX_MASK_THRESHOLD: f64 = 100.0;
-
-/// ROI type of the per-object region-of-interest metas.
-const ROI_TYPE: &str = "tinysam";
 
 /// Raw formats accepted; the element does not convert, so these pass through.
 const FORMATS: [VideoFormat; 8] = [
@@ -242,87 +239,6 @@ fn prompts_text(prompts: &[Prompt]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// The fields shared by the custom meta's objects and the ROI params.
-fn object_structure(name: &str, object: &SegmentedObject) -> gst::Structure {
-    let mask = &object.mask;
-    let builder = gst::Structure::builder(name)
-        .field("id", object.id as u32)
-        .field("prompt-index", object.prompt_index as i32);
-    let builder = match object.origin {
-        ObjectOrigin::Prompt { .. } => builder.field("source", "prompt"),
-        ObjectOrigin::Everything { point, round } => builder
-            .field("source", "everything")
-            .field("grid-x", f64::from(point.0))
-            .field("grid-y", f64::from(point.1))
-            .field(
-                "grid-round",
-                match round {
-                    GridRound::Sparse => "sparse",
-                    GridRound::Dense => "dense",
-                },
-            ),
-    };
-    builder
-        .field("x", mask.x() as i32)
-        .field("y", mask.y() as i32)
-        .field("width", mask.width() as i32)
-        .field("height", mask.height() as i32)
-        .field("iou", f64::from(object.iou))
-        .field("stability", f64::from(object.stability))
-        .field("area", object.area)
-        .field("mask", glib::Bytes::from(mask.bits()))
-        .build()
-}
-
-/// Attaches the custom meta and one ROI meta per object.
-fn attach_meta(
-    buf: &mut gst::BufferRef,
-    width: u32,
-    height: u32,
-    objects: &[SegmentedObject],
-) -> Result<(), glib::BoolError> {
-    let array = gst::Array::new(
-        objects
-            .iter()
-            .map(|o| object_structure("tinysam/object", o)),
-    );
-    {
-        let mut meta = gst::meta::CustomMeta::add(buf, META_NAME)?;
-        let s = meta.mut_structure();
-        s.set_name("tinysam/objects");
-        s.set("frame-width", width);
-        s.set("frame-height", height);
-        s.set("count", objects.len() as u32);
-        s.set("objects", array);
-    }
-    for object in objects {
-        let mask = &object.mask;
-        let mut roi = gst_video::VideoRegionOfInterestMeta::add(
-            buf,
-            ROI_TYPE,
-            (mask.x(), mask.y(), mask.width(), mask.height()),
-        );
-        roi.set_id(object.id as i32);
-        let mut param = object_structure("tinysam/mask", object);
-        // The ROI already holds the box and the prompt index is in the custom meta.
-        for field in [
-            "x",
-            "y",
-            "width",
-            "height",
-            "source",
-            "prompt-index",
-            "grid-x",
-            "grid-y",
-            "grid-round",
-        ] {
-            param.remove_field(field);
-        }
-        roi.add_param(param);
-    }
-    Ok(())
 }
 
 impl TinySam {

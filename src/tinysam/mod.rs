@@ -5,6 +5,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+pub mod meta;
 mod prompt_list;
 
 /// Name of the custom meta carrying all objects of a frame.

@@ -395,6 +395,20 @@ fn latency_includes_the_processing_time() {
     assert!(bus.pop_filtered(&[gst::MessageType::Latency]).is_some());
 }
 
+/// The text and debug text of the warning waiting on the pipeline's bus.
+fn pop_warning(pipeline: &gst::Pipeline) -> (String, String) {
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .pop_filtered(&[gst::MessageType::Warning])
+        .expect("a warning");
+    let gst::MessageView::Warning(w) = msg.view() else {
+        unreachable!()
+    };
+    let debug = w.debug().map(|d| d.to_string()).unwrap_or_default();
+    (w.error().to_string(), debug)
+}
+
 fn prompt_structure(field: &str, numbers: &[f64]) -> gst::Structure {
     gst::Structure::builder("tinysam/prompt")
         .field(field, gst::Array::new(numbers.iter().copied()))
@@ -436,14 +450,7 @@ fn structured_prompts_give_the_same_masks_as_text() {
     ]);
     h.sam.set_property("prompt-list", &bad);
     assert_eq!(h.sam.property::<gst::Array>("prompt-list").len(), 2);
-    let bus = h.pipeline.bus().unwrap();
-    let msg = bus
-        .pop_filtered(&[gst::MessageType::Warning])
-        .expect("a warning");
-    let gst::MessageView::Warning(w) = msg.view() else {
-        unreachable!()
-    };
-    let text = w.error().to_string();
+    let (text, _) = pop_warning(&h.pipeline);
     assert!(
         text.contains("object 2") && text.contains("x,y pairs"),
         "{text}"
@@ -512,18 +519,10 @@ fn malformed_prompts_warn_and_keep_the_previous_ones() {
     sam.set_property("prompts", BOX_PROMPT);
     sam.set_property("prompts", "box=1,2,3,4; point=3");
     assert_eq!(sam.property::<String>("prompts"), BOX_PROMPT);
-    let bus = pipeline.bus().unwrap();
-    let msg = bus
-        .pop_filtered(&[gst::MessageType::Warning])
-        .expect("a warning");
-    let gst::MessageView::Warning(w) = msg.view() else {
-        unreachable!()
-    };
     // The warning itself names the offending part; the debug text repeats the string.
-    let text = w.error().to_string();
+    let (text, debug) = pop_warning(&pipeline);
     assert!(text.contains("point=3"), "{text}");
     assert!(text.contains("object 2"), "{text}");
-    let debug = w.debug().map(|d| d.to_string()).unwrap_or_default();
     assert!(debug.contains("box=1,2,3,4; point=3"), "{debug}");
 }
 

@@ -71,14 +71,7 @@ fn found(scene: &Scene, result: &Segmentation) -> usize {
 }
 
 fn run(segmenter: &mut Segmenter, scene: &Scene, options: &EverythingOptions) -> Segmentation {
-    let frame = FrameView::packed(
-        PixelFormat::Rgb,
-        scene.width,
-        scene.height,
-        &scene.rgb,
-        scene.width as usize * 3,
-    )
-    .unwrap();
+    let frame = scene.frame();
     let embedding = segmenter.embed(&frame).unwrap();
     segmenter.segment_everything(&embedding, options).unwrap()
 }

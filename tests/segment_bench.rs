@@ -197,7 +197,7 @@ fn frame_stages_at_720p_and_1080p() {
             let result = segmenter
                 .segment(&embedding, &prompts, &SegmentOptions::default())
                 .unwrap();
-            let t = segmenter.timings().clone();
+            let t = *segmenter.timings();
 
             let overlay_start = Instant::now();
             let (y_plane, uv_plane) = planes.split_at_mut(1);
@@ -283,14 +283,7 @@ fn everything_dense_vs_hierarchical() {
         let (mut encoder, mut decoder, mut post, mut total) = (vec![], vec![], vec![], vec![]);
         let (mut prompts, mut objects) = (vec![], vec![]);
         for scene in &scenes {
-            let frame = FrameView::packed(
-                PixelFormat::Rgb,
-                scene.width,
-                scene.height,
-                &scene.rgb,
-                scene.width as usize * 3,
-            )
-            .unwrap();
+            let frame = scene.frame();
             for _ in 0..runs {
                 let start = Instant::now();
                 let embedding = segmenter.embed(&frame).unwrap();

@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gsttinysam::segment::{
-    EngineOptions, Error, FrameView, ModelSource, PixelFormat, Prompt, SegmentOptions,
-    Segmentation, Segmenter,
+    EngineOptions, Error, ModelSource, Prompt, SegmentOptions, Segmentation, Segmenter,
 };
 
 fn fixture() -> PathBuf {
@@ -30,8 +29,7 @@ fn load(source: &ModelSource) -> Result<Segmenter, Error> {
 /// Segments `prompts` on a rendered scene with `segmenter`.
 fn run(segmenter: &mut Segmenter, prompts: &[Prompt]) -> Segmentation {
     let scene = common::render(7, 640, 480, 5);
-    let frame = FrameView::packed(PixelFormat::Rgb, 640, 480, &scene.rgb, 640 * 3).unwrap();
-    let embedding = segmenter.embed(&frame).unwrap();
+    let embedding = segmenter.embed(&scene.frame()).unwrap();
     segmenter
         .segment(&embedding, prompts, &SegmentOptions::default())
         .unwrap()

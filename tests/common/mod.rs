@@ -5,6 +5,8 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
+use gsttinysam::segment::{FrameView, PixelFormat};
+
 /// A small deterministic generator (PCG-style LCG), so scenes are seeded.
 pub struct Rng(u64);
 
@@ -61,6 +63,20 @@ pub struct Scene {
     pub height: u32,
     pub rgb: Vec<u8>,
     pub masks: Vec<Vec<bool>>,
+}
+
+impl Scene {
+    /// The scene as a packed RGB frame.
+    pub fn frame(&self) -> FrameView<'_> {
+        FrameView::packed(
+            PixelFormat::Rgb,
+            self.width,
+            self.height,
+            &self.rgb,
+            self.width as usize * 3,
+        )
+        .expect("a packed RGB frame")
+    }
 }
 
 /// `count` filled shapes of distinct colours on a plain or gradient

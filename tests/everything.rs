@@ -34,16 +34,12 @@ fn load(source: &ModelSource) -> Segmenter {
         .0
 }
 
-/// The trained fixture, or `None` (the recall tests then say so and pass).
-fn fixture() -> Option<Segmenter> {
+/// The trained fixture (committed in `models/tinysam-fixture`).
+fn fixture() -> Segmenter {
     let dir = std::env::var_os("TINYSAM_TEST_MODEL")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/tinysam-fixture"));
-    if !dir.join("model.json").exists() {
-        println!("skipped: no model at {}", dir.display());
-        return None;
-    }
-    Some(load(&ModelSource::directory(dir)))
+    load(&ModelSource::directory(dir))
 }
 
 fn mask_iou(result: &gsttinysam::segment::SegmentedObject, truth: &[bool], width: u32) -> f64 {
@@ -119,9 +115,7 @@ fn recall_options(strategy: EverythingStrategy) -> EverythingOptions {
 
 #[test]
 fn recall_on_rendered_scenes() {
-    let Some(mut segmenter) = fixture() else {
-        return;
-    };
+    let mut segmenter = fixture();
     let scenes = scenes();
     let total: usize = scenes.iter().map(|s| s.masks.len()).sum();
     // Dense-grid points on some object, over all scenes.
@@ -191,9 +185,7 @@ fn recall_on_rendered_scenes() {
 
 #[test]
 fn same_frame_same_objects() {
-    let Some(mut segmenter) = fixture() else {
-        return;
-    };
+    let mut segmenter = fixture();
     let scene = render(77, 320, 240, 5);
     for strategy in [EverythingStrategy::Dense, EverythingStrategy::Hierarchical] {
         let options = EverythingOptions {
@@ -210,9 +202,7 @@ fn same_frame_same_objects() {
 
 #[test]
 fn uniform_frame_gives_no_small_objects() {
-    let Some(mut segmenter) = fixture() else {
-        return;
-    };
+    let mut segmenter = fixture();
     let (w, h) = (320, 240);
     let scene = Scene {
         width: w,

@@ -163,23 +163,19 @@ fn recall_on_rendered_scenes() {
     assert!(dense_recall >= 0.9, "dense recall {dense_recall:.3}");
     assert!(hier_recall >= 0.9, "hierarchical recall {hier_recall:.3}");
     assert!(hier_recall >= dense_recall - 0.03);
-    // The issue asks for at most half of dense's prompts. That holds only
-    // where kept masks explain half the frame: this fixture never keeps a
-    // mask of the plain background, so every dense point on it is decoded
-    // (measured: 9599 of 12288 prompts, 0.78; 0.50 on the most crowded
-    // scene). What the strategy must do: skip most dense points on found
-    // objects. So: at most the sparse grid, the background points and half
-    // of the object points.
-    let sparse = scenes.len() * (DEFAULT_POINTS_PER_SIDE / 4).pow(2);
+    // TinySAM's point: the sparse round explains most of the frame, so the
+    // dense round decodes far fewer points. Measured with the fixture: 5417
+    // of 12288 (0.44); before it learned to segment plain background
+    // (tools/fixture/train.sh), every background point was decoded (0.78).
     let background = dense_prompts - on_objects;
     println!(
-        "dense-grid points on objects {on_objects}, on the background {background}; hierarchical decoded {hier_prompts} ({:.2} of dense)",
+        "dense-grid points on objects {on_objects}, on the background {background}; \
+         hierarchical decoded {hier_prompts} ({:.2} of dense)",
         hier_prompts as f64 / dense_prompts as f64
     );
-    assert!(hier_prompts < dense_prompts);
     assert!(
-        hier_prompts <= sparse + background + on_objects / 2,
-        "{hier_prompts} prompts: sparse {sparse} + background {background} + half of {on_objects}"
+        2 * hier_prompts <= dense_prompts,
+        "hierarchical decoded {hier_prompts} prompts, dense {dense_prompts}"
     );
 }
 

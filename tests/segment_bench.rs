@@ -11,7 +11,8 @@
 //! when present, else the tiny random test model. `TINYSAM_BENCH_THREADS`
 //! sets ONNX Runtime's threads; the everything bench also reads
 //! `TINYSAM_BENCH_SCENES`, `TINYSAM_BENCH_RUNS` and `TINYSAM_BENCH_FRAME`
-//! (e.g. `1280x720`; default: 12 small scenes, 3 runs each).
+//! (e.g. `1280x720`; default: 12 small scenes, 3 runs each), and
+//! `TINYSAM_BENCH_PRED_IOU` / `TINYSAM_BENCH_STABILITY` for the filters.
 
 mod common;
 
@@ -276,9 +277,16 @@ fn everything_dense_vs_hierarchical() {
     );
     let mut totals = Vec::new();
     for strategy in [EverythingStrategy::Dense, EverythingStrategy::Hierarchical] {
+        let defaults = EverythingOptions::default();
         let options = EverythingOptions {
             strategy,
-            ..EverythingOptions::default()
+            pred_iou_thresh: env("TINYSAM_BENCH_PRED_IOU")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(defaults.pred_iou_thresh),
+            stability_score_thresh: env("TINYSAM_BENCH_STABILITY")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(defaults.stability_score_thresh),
+            ..defaults
         };
         let (mut encoder, mut decoder, mut post, mut total) = (vec![], vec![], vec![], vec![]);
         let (mut prompts, mut objects) = (vec![], vec![]);

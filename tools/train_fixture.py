@@ -69,7 +69,11 @@ def pack(prompts: list[Prompt]):
     return torch.from_numpy(coords), torch.from_numpy(labels)
 
 
-def make_batch(rng, n_images: int, size: int, loss_res: int):
+def make_batch(rng, n_images: int, size: int, loss_res: int, background: float = 0.0):
+    """Scenes and prompts for one step. With probability `background` per
+    image, the background (what no object covers) is one more object, with
+    point prompts: SAM segments such regions too, and everything mode relies
+    on it to mark them as explained."""
     images, img_idx, prompts, gts, gts_full = [], [], [], [], []
     for b in range(n_images):
         long_side, short_side = size, int(rng.integers(size // 2, size + 1))
@@ -77,12 +81,16 @@ def make_batch(rng, n_images: int, size: int, loss_res: int):
         scene = make_scene(rng, w, h, n_objects=(2, 8))
         images.append(normalise(scene.image, size))
         order = rng.permutation(len(scene.masks))[:MAX_OBJECTS]
-        for k in order:
-            mask = scene.masks[k]
+        targets = [(scene.masks[k], PROMPT_KINDS, PROMPT_WEIGHTS) for k in order]
+        if background > 0 and rng.random() < background:
+            rest = ~np.any(scene.masks, axis=0) if len(scene.masks) else np.ones((h, w), bool)
+            if rest.any():
+                targets.append((rest, ["point", "points"], [0.7, 0.3]))
+        for mask, kinds, weights in targets:
             padded = np.zeros((size, size), np.float32)
             padded[:h, :w] = mask
             soft = padded.reshape(loss_res, size // loss_res, loss_res, size // loss_res).mean(axis=(1, 3))
-            for kind in rng.choice(PROMPT_KINDS, size=2, p=PROMPT_WEIGHTS):
+            for kind in rng.choice(kinds, size=2, p=weights):
                 prompts.append(random_prompt(rng, mask, str(kind)))
                 img_idx.append(b)
                 gts.append(soft)
@@ -174,6 +182,8 @@ def main():
     ap.add_argument("--resume", help="checkpoint written by an earlier run")
     ap.add_argument("--init", help="start from these weights (a fixture.pth) with a fresh optimiser, "
                     "e.g. to fine-tune at another --image-size")
+    ap.add_argument("--background", type=float, default=0.0,
+                    help="probability per scene of also prompting its background (default 0)")
     ap.add_argument("--image-size", type=int, help="input size S (default: the fixture config's); "
                     "TinyViT's windowed attention makes the weights size-independent")
     ap.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is written there) "
@@ -215,7 +225,7 @@ def main():
     for step in range(start, stop_at):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, warmup=min(150, args.steps // 10))
-        images, img_idx, prompts, gt, gt_full = make_batch(rng, args.images_per_step, size, loss_res)
+        images, img_idx, prompts, gt, gt_full = make_batch(rng, args.images_per_step, size, loss_res, args.background)
         emb = model.encode(images)
         emb_p = emb[img_idx]
         n = len(prompts)
@@ -253,6 +263,8 @@ def main():
                     "quick_eval": {"box": box, "point": pt}}
             if args.init:
                 info["initial_weights"] = args.init
+            if args.background:
+                info["background"] = args.background
             save_weights(model, cfg, args.out, info)
 
 

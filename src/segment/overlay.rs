@@ -80,9 +80,9 @@ struct Weights {
 impl Weights {
     fn new(mask: &BitMask, fill: u32, outline: bool) -> Self {
         let (w, h) = (mask.width() as usize, mask.height() as usize);
-        let inside: Vec<bool> = (0..h)
-            .flat_map(|row| (0..w).map(move |col| (col, row)))
-            .map(|(col, row)| mask.get(col as u32, row as u32))
+        let bits = mask.bits();
+        let inside: Vec<bool> = (0..w * h)
+            .map(|i| bits.get(i / 8).is_some_and(|b| b & (0x80 >> (i % 8)) != 0))
             .collect();
         // A mask pixel is on the boundary when a 4-neighbour is not in the
         // mask (outside the box counts as not in the mask).
@@ -111,6 +111,14 @@ impl Weights {
             height: mask.height(),
             map,
         }
+    }
+
+    /// The weights of frame columns `xs` of frame row `y`, which must lie
+    /// inside the mask's box.
+    fn row(&self, y: u32, xs: &std::ops::Range<u32>) -> Option<&[u16]> {
+        let row = y.checked_sub(self.y)? as usize;
+        let start = row * self.width as usize + xs.start.checked_sub(self.x)? as usize;
+        self.map.get(start..start + xs.len())
     }
 
     /// Weight of frame pixel (x, y): 0 outside the mask.
@@ -159,22 +167,27 @@ pub fn draw_mask(
     let (xs, ys) = (mask.x()..x_end, mask.y()..y_end);
     match frame.format().packed_layout() {
         Some(layout) => {
+            let bpp = layout.bytes_per_pixel;
             for y in ys {
-                let Some(row) = frame.row_mut(0, y as usize) else {
+                let (Some(row), Some(row_weights)) =
+                    (frame.row_mut(0, y as usize), weights.row(y, &xs))
+                else {
                     break;
                 };
-                for x in xs.clone() {
-                    let weight = weights.at(x, y);
+                let Some(pixels) = row.get_mut(xs.start as usize * bpp..xs.end as usize * bpp)
+                else {
+                    break;
+                };
+                for (pixel, &weight) in pixels.chunks_exact_mut(bpp).zip(row_weights) {
                     if weight == 0 {
                         continue;
                     }
-                    let at = x as usize * layout.bytes_per_pixel;
                     for (offset, channel) in [layout.red, layout.green, layout.blue]
                         .into_iter()
                         .zip(color)
                     {
-                        if let Some(byte) = row.get_mut(at + offset) {
-                            blend(byte, channel, weight);
+                        if let Some(byte) = pixel.get_mut(offset) {
+                            blend(byte, channel, u32::from(weight));
                         }
                     }
                 }
@@ -194,15 +207,16 @@ fn draw_yuv(
     let [luma, u, v] = frame.colorimetry().rgb_to_yuv(color);
     let (width, height) = (frame.width(), frame.height());
     for y in ys.clone() {
-        let Some(row) = frame.row_mut(0, y as usize) else {
+        let (Some(row), Some(row_weights)) = (frame.row_mut(0, y as usize), weights.row(y, &xs))
+        else {
             break;
         };
-        for x in xs.clone() {
-            let weight = weights.at(x, y);
-            if weight > 0
-                && let Some(byte) = row.get_mut(x as usize)
-            {
-                blend(byte, luma, weight);
+        let Some(lumas) = row.get_mut(xs.start as usize..xs.end as usize) else {
+            break;
+        };
+        for (byte, &weight) in lumas.iter_mut().zip(row_weights) {
+            if weight > 0 {
+                blend(byte, luma, u32::from(weight));
             }
         }
     }

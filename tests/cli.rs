@@ -76,6 +76,37 @@ fn assert_inspect_lists_tinysam(output: &Output) {
     );
 }
 
+/// `videotestsrc num-buffers=N ! tinysam model=<fixture> ! fakesink`.
+fn launch_tinysam(dir: &Path, ort_dylib: Option<&str>, buffers: u32) -> Output {
+    let buffers = format!("num-buffers={buffers}");
+    gst_tool(
+        "gst-launch-1.0",
+        dir,
+        ort_dylib,
+        &[
+            "videotestsrc",
+            &buffers,
+            "!",
+            "tinysam",
+            MODEL_PROPERTY,
+            "!",
+            "fakesink",
+        ],
+    )
+}
+
+/// Checks that a pipeline failed in an orderly way, not by a crash
+/// (gst-launch-1.0 exits with its own code); returns its output.
+fn assert_orderly_failure(output: &Output) -> String {
+    let text = text(output);
+    assert!(!output.status.success(), "pipeline should fail:\n{text}");
+    assert!(
+        output.status.code().is_some(),
+        "killed by a signal:\n{text}"
+    );
+    text
+}
+
 #[test]
 fn gst_inspect_lists_the_element() {
     let dir = plugin_dir("inspect");
@@ -87,20 +118,7 @@ fn gst_inspect_lists_the_element() {
 #[test]
 fn gst_launch_runs_with_onnx_runtime() {
     let dir = plugin_dir("launch");
-    let output = gst_tool(
-        "gst-launch-1.0",
-        &dir,
-        None,
-        &[
-            "videotestsrc",
-            "num-buffers=5",
-            "!",
-            "tinysam",
-            MODEL_PROPERTY,
-            "!",
-            "fakesink",
-        ],
-    );
+    let output = launch_tinysam(&dir, None, 5);
     assert!(output.status.success(), "{}", text(&output));
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -118,27 +136,8 @@ fn missing_onnx_runtime_is_reported_not_fatal() {
     let inspect = gst_tool("gst-inspect-1.0", &dir, Some(missing), &["tinysam"]);
     assert_inspect_lists_tinysam(&inspect);
 
-    let launch = gst_tool(
-        "gst-launch-1.0",
-        &dir,
-        Some(missing),
-        &[
-            "videotestsrc",
-            "num-buffers=1",
-            "!",
-            "tinysam",
-            MODEL_PROPERTY,
-            "!",
-            "fakesink",
-        ],
-    );
-    let text = text(&launch);
-    assert!(!launch.status.success(), "pipeline should fail:\n{text}");
-    // An orderly failure, not a crash: gst-launch-1.0 exits with its own code.
-    assert!(
-        launch.status.code().is_some(),
-        "killed by a signal:\n{text}"
-    );
+    let launch = launch_tinysam(&dir, Some(missing), 1);
+    let text = assert_orderly_failure(&launch);
     assert!(text.contains("ONNX Runtime could not be loaded"), "{text}");
     assert!(
         text.contains(&format!("ORT_DYLIB_PATH={missing}")),
@@ -156,26 +155,8 @@ fn broken_onnx_runtime_is_reported_not_fatal() {
     std::fs::write(&broken, b"this is not a shared library").expect("write broken library");
     let broken = broken.to_str().expect("utf-8 temp path");
 
-    let launch = gst_tool(
-        "gst-launch-1.0",
-        &dir,
-        Some(broken),
-        &[
-            "videotestsrc",
-            "num-buffers=1",
-            "!",
-            "tinysam",
-            MODEL_PROPERTY,
-            "!",
-            "fakesink",
-        ],
-    );
-    let text = text(&launch);
-    assert!(!launch.status.success(), "pipeline should fail:\n{text}");
-    assert!(
-        launch.status.code().is_some(),
-        "killed by a signal:\n{text}"
-    );
+    let launch = launch_tinysam(&dir, Some(broken), 1);
+    let text = assert_orderly_failure(&launch);
     assert!(text.contains(&format!("ORT_DYLIB_PATH={broken}")), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -359,6 +359,15 @@ fn check_planes(
     Ok(fixed)
 }
 
+/// The (checked) planes in a fixed array, empty past the format's count.
+fn plane_array<P: Default>(planes: impl IntoIterator<Item = P>) -> [P; MAX_PLANES] {
+    let mut fixed: [P; MAX_PLANES] = Default::default();
+    for (slot, plane) in fixed.iter_mut().zip(planes) {
+        *slot = plane;
+    }
+    fixed
+}
+
 /// A read-only view of one video frame.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameView<'a> {
@@ -385,13 +394,9 @@ impl<'a> FrameView<'a> {
     ) -> Result<Self, FrameError> {
         let lens: Vec<usize> = planes.iter().map(|p| p.len()).collect();
         let layout = FrameLayout::new(format, width, height, &lens, strides)?;
-        let mut fixed: [&'a [u8]; MAX_PLANES] = [&[]; MAX_PLANES];
-        for (slot, plane) in fixed.iter_mut().zip(planes) {
-            *slot = plane;
-        }
         Ok(FrameView {
             layout,
-            planes: fixed,
+            planes: plane_array(planes.iter().copied()),
         })
     }
 
@@ -527,13 +532,9 @@ impl<'a> FrameViewMut<'a> {
     ) -> Result<Self, FrameError> {
         let lens: Vec<usize> = planes.iter().map(|p| p.len()).collect();
         let layout = FrameLayout::new(format, width, height, &lens, strides)?;
-        let mut fixed: [&'a mut [u8]; MAX_PLANES] = [&mut [], &mut [], &mut []];
-        for (slot, plane) in fixed.iter_mut().zip(planes) {
-            *slot = plane;
-        }
         Ok(FrameViewMut {
             layout,
-            planes: fixed,
+            planes: plane_array(planes),
         })
     }
 

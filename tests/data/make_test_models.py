@@ -41,6 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools"))
 
 from tinysam.model import PIXEL_MEAN, PIXEL_STD, TinySam, TinySamConfig  # noqa: E402
+from train_fixture import FIXTURE_CONFIG  # noqa: E402
 
 CONFIGS = {
     "tiny": TinySamConfig(
@@ -55,18 +56,7 @@ CONFIGS = {
         decoder_mlp_dim=64,
         iou_head_hidden_dim=32,
     ),
-    "fixture": TinySamConfig(
-        image_size=256,
-        embed_dims=[32, 64, 128, 160],
-        depths=[1, 2, 2, 1],
-        num_heads=[1, 2, 4, 5],
-        window_sizes=[8, 8, 16, 8],
-        num_classes=0,
-        prompt_embed_dim=128,
-        decoder_heads=4,
-        decoder_mlp_dim=512,
-        iou_head_hidden_dim=128,
-    ),
+    "fixture": FIXTURE_CONFIG,
     "tinysam": TinySamConfig(num_classes=0),
 }
 OPSET = 17

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use gsttinysam::segment::runtime::{self, RuntimeError};
+use gsttinysam::segment::onnx::runtime::{self, RuntimeError};
 use ort::value::Tensor;
 
 /// y = x @ [[1, 2], [3, 4], [5, 6]] + [0.5, -1]; made by tests/data/make_tiny_graph.py.

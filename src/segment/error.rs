@@ -4,9 +4,9 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::frame::FrameError;
-use super::preprocess::PreprocessError;
-use super::runtime::RuntimeError;
+use crate::segment::image::frame::FrameError;
+use crate::segment::image::preprocess::PreprocessError;
+use crate::segment::onnx::runtime::RuntimeError;
 
 /// Everything that can go wrong in the segmentation core.
 #[derive(Debug, thiserror::Error)]

@@ -21,8 +21,9 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use super::mask::LowResLogits;
-use super::preprocess::Geometry;
+use crate::segment::image::preprocess::Geometry;
+use crate::segment::limits::{MAX_COORDINATE, MAX_POINTS_PER_PROMPT, MAX_PROMPTS, quote};
+use crate::segment::masks::mask::LowResLogits;
 
 /// SAM point labels.
 pub const LABEL_NEGATIVE: f32 = 0.0;
@@ -170,9 +171,11 @@ impl Prompt {
         self.points.is_empty() && self.bbox.is_none()
     }
 
-    /// Checks that the prompt selects something: it needs a positive point
-    /// or a box (negative points alone select nothing). The error says why.
-    pub fn check_selects(&self) -> Result<(), String> {
+    /// Checks that the prompt can be decoded: it selects something (a
+    /// positive point or a box; negative points alone select nothing), has
+    /// at most [`MAX_POINTS_PER_PROMPT`] points, and only finite coordinates
+    /// within [`MAX_COORDINATE`]. The error says why.
+    pub fn validate(&self) -> Result<(), String> {
         if self.is_empty() {
             return Err("an object needs at least one point or a box".to_owned());
         }
@@ -181,6 +184,22 @@ impl Prompt {
                 "an object needs a positive point or a box; negative points alone select nothing"
                     .to_owned(),
             );
+        }
+        if self.points.len() > MAX_POINTS_PER_PROMPT {
+            return Err(format!(
+                "{} points in one object; at most {MAX_POINTS_PER_PROMPT} are accepted",
+                self.points.len()
+            ));
+        }
+        let corners = self.bbox.iter().flat_map(|b| [b.x0, b.y0, b.x1, b.y1]);
+        let coords = self.points.iter().flat_map(|p| [p.x, p.y]).chain(corners);
+        if let Some(bad) = coords
+            .into_iter()
+            .find(|v| !v.is_finite() || v.abs() > MAX_COORDINATE)
+        {
+            return Err(format!(
+                "coordinate {bad} is out of range (at most {MAX_COORDINATE} in magnitude)"
+            ));
         }
         Ok(())
     }
@@ -356,6 +375,15 @@ pub fn parse_prompts(text: &str) -> Result<Vec<Prompt>, PromptError> {
         if object.trim().is_empty() {
             continue;
         }
+        if prompts.len() == MAX_PROMPTS {
+            return Err(PromptError {
+                object: i + 1,
+                part: quote(object),
+                reason: format!(
+                    "more than {MAX_PROMPTS} objects; at most {MAX_PROMPTS} are accepted"
+                ),
+            });
+        }
         prompts.push(parse_object(object, i + 1)?);
     }
     Ok(prompts)
@@ -380,7 +408,7 @@ impl FromStr for Prompt {
 fn parse_object(text: &str, object: usize) -> Result<Prompt, PromptError> {
     let error = |part: &str, reason: String| PromptError {
         object,
-        part: part.to_owned(),
+        part: quote(part),
         reason,
     };
     let mut prompt = Prompt::new();
@@ -426,7 +454,7 @@ fn parse_object(text: &str, object: usize) -> Result<Prompt, PromptError> {
         }
     }
     prompt
-        .check_selects()
+        .validate()
         .map_err(|reason| error(text.trim(), reason))?;
     Ok(prompt)
 }

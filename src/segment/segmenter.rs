@@ -24,16 +24,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::decode::decode_prompts;
-use super::engine::{Engine, EngineOptions, ExecutionProviderKind, ImageEmbedding};
-use super::error::Error;
-use super::everything::{EverythingOptions, GridRound, segment_everything};
-use super::frame::FrameView;
-use super::mask::{BitMask, LowResLogits};
-use super::model::{ModelInfo, ModelSource};
-use super::postprocess::{MaskSelection, MaskUpscaler};
-use super::preprocess::Preprocessor;
-use super::prompt::{CoordMode, Prompt};
+use crate::segment::error::Error;
+use crate::segment::everything::{EverythingOptions, GridRound, segment_everything};
+use crate::segment::image::frame::FrameView;
+use crate::segment::image::preprocess::Preprocessor;
+use crate::segment::masks::mask::{BitMask, LowResLogits};
+use crate::segment::masks::postprocess::{MaskSelection, MaskUpscaler};
+use crate::segment::onnx::decode::decode_prompts;
+use crate::segment::onnx::engine::{Engine, EngineOptions, ExecutionProviderKind, ImageEmbedding};
+use crate::segment::onnx::model::{ModelInfo, ModelSource};
+use crate::segment::prompt::{CoordMode, Prompt};
 
 /// Prompts per decoder call unless told otherwise.
 pub const DEFAULT_MAX_BATCH: usize = 16;

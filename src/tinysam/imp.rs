@@ -797,7 +797,7 @@ impl BaseTransformImpl for TinySam {
             gst::error!(CAT, imp = self, "{msg}");
             gst::error_msg!(gst::LibraryError::Settings, ("{msg}"))
         })?;
-        let runtime = segment::runtime::ensure_loaded().map_err(|err| {
+        let runtime = segment::onnx::runtime::ensure_loaded().map_err(|err| {
             gst::error!(CAT, imp = self, "{err}");
             gst::error_msg!(gst::LibraryError::Init, ("{err}"))
         })?;

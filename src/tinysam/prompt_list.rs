@@ -15,6 +15,7 @@
 use gst::glib;
 
 use crate::segment::Prompt;
+use crate::segment::limits::{MAX_PROMPTS, quote};
 use crate::segment::prompt::PointLabel;
 
 /// Name of the structure describing one object.
@@ -26,6 +27,12 @@ const NEGATIVES: &str = "negatives";
 
 /// Parses the property value; the error names the object (1-based) and field.
 pub fn prompts_from_array(array: &[glib::SendValue]) -> Result<Vec<Prompt>, String> {
+    if array.len() > MAX_PROMPTS {
+        return Err(format!(
+            "{} objects; at most {MAX_PROMPTS} are accepted",
+            array.len()
+        ));
+    }
     array
         .iter()
         .enumerate()
@@ -37,7 +44,9 @@ pub fn prompts_from_array(array: &[glib::SendValue]) -> Result<Vec<Prompt>, Stri
                     value.type_()
                 )
             })?;
-            prompt_from_structure(&s).map_err(|reason| format!("object {object} (`{s}`): {reason}"))
+            prompt_from_structure(&s).map_err(|reason| {
+                format!("object {object} (`{}`): {reason}", quote(&s.to_string()))
+            })
         })
         .collect()
 }
@@ -89,7 +98,7 @@ fn prompt_from_structure(s: &gst::StructureRef) -> Result<Prompt, String> {
             };
         }
     }
-    prompt.check_selects()?;
+    prompt.validate()?;
     Ok(prompt)
 }
 

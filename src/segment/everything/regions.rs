@@ -8,7 +8,7 @@
 //! is never a hole; SAM, labelling the whole frame, would count that outside
 //! background too (it differs only when the box nearly fills the frame).
 
-use super::mask::BitMask;
+use crate::segment::masks::mask::BitMask;
 
 /// 8-connected components of the cells equal to `value` in a `width` x
 /// `height` grid: a label per cell (`0` for other cells, components from

@@ -25,19 +25,22 @@
 //! stability on the full-resolution masks instead; the low-res count is a
 //! close, much cheaper estimate.
 
+mod nms;
+mod regions;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::decode::decode_prompts;
-use super::engine::{Engine, ImageEmbedding};
-use super::error::Error;
-use super::mask::{BitMask, LowResLogits};
-use super::nms::{Corners, box_nms};
-use super::postprocess::{MaskUpscaler, low_res_stability, low_res_valid_size};
-use super::preprocess::Geometry;
-use super::prompt::Prompt;
-use super::regions::remove_small_regions;
-use super::segmenter::{ObjectOrigin, SegmentedObject};
+use crate::segment::error::Error;
+use crate::segment::everything::nms::{Corners, box_nms};
+use crate::segment::everything::regions::remove_small_regions;
+use crate::segment::image::preprocess::Geometry;
+use crate::segment::masks::mask::{BitMask, LowResLogits};
+use crate::segment::masks::postprocess::{MaskUpscaler, low_res_stability, low_res_valid_size};
+use crate::segment::onnx::decode::decode_prompts;
+use crate::segment::onnx::engine::{Engine, ImageEmbedding};
+use crate::segment::prompt::Prompt;
+use crate::segment::segmenter::{ObjectOrigin, SegmentedObject};
 
 /// SAM's grid: 32 x 32 points.
 pub const DEFAULT_POINTS_PER_SIDE: usize = 32;

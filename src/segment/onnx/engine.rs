@@ -4,7 +4,7 @@
 //! [`Engine::load`] resolves and validates the model files, picks the
 //! execution provider (falling back to the CPU with a warning when the
 //! requested one is not in the loaded ONNX Runtime or fails), and creates
-//! the sessions through [`runtime::session_builder`](super::runtime::session_builder).
+//! the sessions through [`runtime::session_builder`](crate::segment::onnx::runtime::session_builder).
 //! The engine is `Send`: it can move to a worker thread, and so can the
 //! [`ImageEmbedding`]s it produces.
 
@@ -18,11 +18,13 @@ use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
 use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
 use ort::value::{TensorRef, ValueType};
 
-use super::error::Error;
-use super::model::{self, DecoderLayout, GraphSpec, ModelInfo, ModelSource, TensorSpec};
-use super::preprocess::Geometry;
-use super::runtime;
-use super::split_decoder::{self, ImageSideTensors, SplitDecoder};
+use crate::segment::error::Error;
+use crate::segment::image::preprocess::Geometry;
+use crate::segment::onnx::model::{
+    self, DecoderLayout, GraphSpec, ModelInfo, ModelSource, TensorSpec,
+};
+use crate::segment::onnx::runtime;
+use crate::segment::onnx::split_decoder::{self, ImageSideTensors, SplitDecoder};
 
 /// Where ONNX Runtime runs the models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -10,9 +10,9 @@ use ndarray::{ArrayD, IxDyn};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::engine::DecoderInputs;
-use super::error::Error;
-use super::model::{GraphSpec, SplitDecoderFiles};
+use crate::segment::error::Error;
+use crate::segment::onnx::engine::DecoderInputs;
+use crate::segment::onnx::model::{GraphSpec, SplitDecoderFiles};
 
 /// A batch of at least this many prompts computes the image side; smaller
 /// ones use the plain decoder unless the image side is already there (one

@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::error::{Error, LayoutMismatch};
-use super::postprocess::MaskSelection;
-use super::preprocess::{SAM_PIXEL_MEAN, SAM_PIXEL_STD};
+use crate::segment::error::{Error, LayoutMismatch};
+use crate::segment::image::preprocess::{SAM_PIXEL_MEAN, SAM_PIXEL_STD};
+use crate::segment::masks::postprocess::MaskSelection;
 
 /// Largest model input side (and embedding or low-res side) accepted.
 pub const MAX_INPUT_SIZE: u32 = 8192;

@@ -10,9 +10,9 @@
 
 use ndarray::{Array1, Array2, Array3, Array4};
 
-use super::engine::{DecoderInputs, Engine, ImageEmbedding};
-use super::error::Error;
-use super::prompt::{LABEL_PADDING, Prompt};
+use crate::segment::error::Error;
+use crate::segment::onnx::engine::{DecoderInputs, Engine, ImageEmbedding};
+use crate::segment::prompt::{LABEL_PADDING, Prompt};
 
 /// The decoder's outputs for one prompt.
 #[derive(Debug, Clone, PartialEq)]
@@ -151,7 +151,7 @@ fn build_inputs(
     prompts: &[&Prompt],
     points: usize,
     (low_h, low_w): (usize, usize),
-    geometry: &super::preprocess::Geometry,
+    geometry: &crate::segment::image::preprocess::Geometry,
 ) -> DecoderInputs {
     let batch = prompts.len();
     let mut point_coords = Array3::<f32>::zeros((batch, points, 2));
@@ -200,8 +200,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::segment::mask::LowResLogits;
-    use crate::segment::preprocess::Geometry;
+    use crate::segment::image::preprocess::Geometry;
+    use crate::segment::masks::mask::LowResLogits;
 
     #[test]
     fn batches_group_by_point_count_and_respect_the_limit() {

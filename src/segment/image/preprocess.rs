@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use fast_image_resize as fr;
 use ndarray::Array4;
 
-use super::frame::{FrameView, PixelFormat};
+use crate::segment::image::frame::{FrameView, PixelFormat};
 
 /// SAM's pixel mean (RGB, 0..255 scale).
 pub const SAM_PIXEL_MEAN: [f32; 3] = [123.675, 116.28, 103.53];
@@ -415,7 +415,7 @@ mod tests {
     /// `pixel(x, y) = ((x * 37 + y * 11) % 256, (x * 5 + y * 53) % 256, (x * y * 7) % 256)`,
     /// written by `tests/data/make_test_models.py`.
     const PILLOW_BILINEAR_13X8_TO_8X5: [u8; 8 * 5 * 3] =
-        include!("../../tests/data/pillow_bilinear_13x8_to_8x5.txt");
+        include!("../../../tests/data/pillow_bilinear_13x8_to_8x5.txt");
 
     #[test]
     fn downscaling_matches_pillow_bilinear() {

@@ -17,8 +17,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::mask::{BitMask, BitWriter};
-use super::preprocess::Geometry;
+use crate::segment::image::preprocess::Geometry;
+use crate::segment::masks::mask::{BitMask, BitWriter};
 
 /// SAM's default mask threshold (on logits).
 pub const DEFAULT_MASK_THRESHOLD: f32 = 0.0;

@@ -10,9 +10,9 @@
 //! so it is blended in proportion to the block's mask coverage, and only
 //! samples whose block has no mask pixel are left untouched.
 
-use super::frame::{FrameViewMut, PixelFormat};
-use super::mask::BitMask;
-use super::segmenter::SegmentedObject;
+use crate::segment::image::frame::{FrameViewMut, PixelFormat};
+use crate::segment::masks::mask::BitMask;
+use crate::segment::segmenter::SegmentedObject;
 
 /// Distinct, saturated colours (RGB), cycled by object id.
 pub const PALETTE: [[u8; 3]; 12] = [

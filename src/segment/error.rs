@@ -59,6 +59,9 @@ pub enum Error {
     /// ONNX Runtime failed while running a model.
     #[error("{stage} failed: {reason}")]
     Inference { stage: &'static str, reason: String },
+    /// The work was cancelled ([`Canceller::cancel`](super::onnx::cancel::Canceller::cancel)).
+    #[error("cancelled")]
+    Cancelled,
     /// A model returned outputs of unexpected shape or type.
     #[error("{stage} returned unexpected output: {reason}")]
     Output { stage: &'static str, reason: String },

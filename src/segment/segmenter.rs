@@ -31,6 +31,8 @@ use crate::segment::image::preprocess::Preprocessor;
 use crate::segment::masks::mask::{BitMask, LowResLogits};
 use crate::segment::masks::postprocess::{MaskSelection, MaskUpscaler};
 use crate::segment::onnx::decode::decode_prompts;
+use crate::segment::limits::MAX_PROMPTS;
+use crate::segment::onnx::cancel::Canceller;
 use crate::segment::onnx::engine::{Engine, EngineOptions, ExecutionProviderKind, ImageEmbedding};
 use crate::segment::onnx::model::{ModelInfo, ModelSource};
 use crate::segment::prompt::{CoordMode, Prompt};
@@ -209,6 +211,7 @@ impl Segmenter {
         options: &SegmentOptions,
     ) -> Result<Segmentation, Error> {
         self.check_embedding(embedding)?;
+        check_prompts(prompts)?;
         let info = self.engine.info();
         let threshold = options.threshold.unwrap_or(info.mask_threshold);
         if !threshold.is_finite() {
@@ -237,52 +240,69 @@ impl Segmenter {
             .collect();
 
         let start = Instant::now();
-        let (decoded, calls) =
-            decode_prompts(&mut self.engine, embedding, &resolved, options.max_batch)?;
-        let decoder = start.elapsed();
-
-        let start = Instant::now();
+        let mut postprocess = Duration::ZERO;
         let cells = low_h * low_w;
-        let mut objects = Vec::with_capacity(decoded.len());
-        for (index, (prompt, out)) in resolved.iter().zip(&decoded).enumerate() {
-            let chosen = selection
-                .choose(&out.ious, prompt.is_single_point())
-                .ok_or_else(|| {
+        let upscaler = &mut self.upscaler;
+        let mut objects: Vec<Option<SegmentedObject>> = vec![None; resolved.len()];
+        let calls = decode_prompts(
+            &mut self.engine,
+            embedding,
+            &resolved,
+            options.max_batch,
+            |index, out| {
+                let started = Instant::now();
+                let single_point = resolved.get(index).is_some_and(Prompt::is_single_point);
+                let chosen = selection.choose(out.ious, single_point).ok_or_else(|| {
                     Error::Options(format!(
                         "mask selection `{selection}` does not fit the decoder's {} output(s)",
                         out.ious.len()
                     ))
                 })?;
-            let logits = out.mask(chosen, cells).ok_or_else(|| Error::Output {
-                stage: "mask decoder",
-                reason: format!("no logits for output {chosen} of prompt {index}"),
-            })?;
-            let result = self
-                .upscaler
-                .upscale(logits, low_h, low_w, &geometry, threshold)
-                .map_err(|e| Error::Output {
+                let logits = out.mask(chosen, cells).ok_or_else(|| Error::Output {
                     stage: "mask decoder",
-                    reason: e.to_string(),
+                    reason: format!("no logits for output {chosen} of prompt {index}"),
                 })?;
-            let low_res =
-                LowResLogits::new(low_w, low_h, logits.to_vec()).ok_or_else(|| Error::Output {
+                let result = upscaler
+                    .upscale(logits, low_h, low_w, &geometry, threshold)
+                    .map_err(|e| Error::Output {
+                        stage: "mask decoder",
+                        reason: e.to_string(),
+                    })?;
+                let low_res = LowResLogits::new(low_w, low_h, logits.to_vec()).ok_or_else(|| {
+                    Error::Output {
+                        stage: "mask decoder",
+                        reason: "low-res logits of the wrong size".to_owned(),
+                    }
+                })?;
+                if let Some(slot) = objects.get_mut(index) {
+                    *slot = Some(SegmentedObject {
+                        id: index,
+                        prompt_index: index,
+                        mask: result.mask,
+                        iou: out.ious.get(chosen).copied().unwrap_or(f32::NAN),
+                        stability: result.stability,
+                        area: result.area,
+                        mask_index: chosen,
+                        low_res: Arc::new(low_res),
+                        origin: ObjectOrigin::Prompt { index },
+                    });
+                }
+                postprocess += started.elapsed();
+                Ok(())
+            },
+        )?;
+        let objects = objects
+            .into_iter()
+            .enumerate()
+            .map(|(index, object)| {
+                object.ok_or_else(|| Error::Output {
                     stage: "mask decoder",
-                    reason: "low-res logits of the wrong size".to_owned(),
-                })?;
-            objects.push(SegmentedObject {
-                id: index,
-                prompt_index: index,
-                mask: result.mask,
-                iou: out.ious.get(chosen).copied().unwrap_or(f32::NAN),
-                stability: result.stability,
-                area: result.area,
-                mask_index: chosen,
-                low_res: Arc::new(low_res),
-                origin: ObjectOrigin::Prompt { index },
-            });
-        }
-        self.timings.decoder = decoder;
-        self.timings.postprocess = start.elapsed();
+                    reason: format!("no result for prompt {index}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.timings.decoder = start.elapsed().saturating_sub(postprocess);
+        self.timings.postprocess = postprocess;
         self.timings.decoder_calls = calls;
         self.timings.prompts = prompts.len();
         Ok(Segmentation { objects, warnings })
@@ -310,6 +330,13 @@ impl Segmenter {
         })
     }
 
+    /// The handle that stops this segmenter's work from another thread: the
+    /// call in progress and every later one fail with [`Error::Cancelled`]
+    /// until [`Canceller::reset`].
+    pub fn canceller(&self) -> Canceller {
+        self.engine.canceller().clone()
+    }
+
     fn check_embedding(&self, embedding: &ImageEmbedding) -> Result<(), Error> {
         let info = self.engine.info();
         let (c, h, w) = info.embedding;
@@ -328,4 +355,23 @@ impl Segmenter {
         }
         Ok(())
     }
+}
+
+/// Prompts beyond the limits are refused before any work is done.
+fn check_prompts(prompts: &[Prompt]) -> Result<(), Error> {
+    if prompts.len() > MAX_PROMPTS {
+        return Err(Error::Prompt {
+            index: MAX_PROMPTS,
+            reason: format!(
+                "{} prompts in one call; at most {MAX_PROMPTS} are accepted",
+                prompts.len()
+            ),
+        });
+    }
+    for (index, prompt) in prompts.iter().enumerate() {
+        prompt
+            .validate()
+            .map_err(|reason| Error::Prompt { index, reason })?;
+    }
+    Ok(())
 }

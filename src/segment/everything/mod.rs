@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::segment::error::Error;
+use crate::segment::limits::MAX_EVERYTHING_CANDIDATES;
 use crate::segment::everything::nms::{Corners, box_nms};
 use crate::segment::everything::regions::remove_small_regions;
 use crate::segment::image::preprocess::Geometry;
@@ -176,35 +177,128 @@ pub fn point_grid(n: usize, width: u32, height: u32) -> Vec<(f32, f32)> {
 #[derive(Debug, Default)]
 pub(crate) struct EverythingRun {
     pub objects: Vec<SegmentedObject>,
+    /// Candidates past [`MAX_EVERYTHING_CANDIDATES`], dropped before NMS.
+    pub dropped_candidates: usize,
     pub prompts: usize,
     pub calls: usize,
     pub decoder: Duration,
     pub postprocess: Duration,
 }
 
-/// A mask that passed the filters.
+/// A mask that passed the filters. Only its low-res logits are held: its
+/// frame mask is upscaled for its box, dropped, and upscaled again if it
+/// survives NMS, so memory follows the kept objects, not the candidates.
 struct Candidate {
     point: (f32, f32),
     round: GridRound,
     prompt_index: usize,
     mask_index: usize,
     iou: f32,
-    logits: Vec<f32>,
-    mask: BitMask,
-    area: u64,
-    stability: f32,
+    logits: LowResLogits,
+    corners: Corners,
+    /// Order of arrival, which NMS uses to break ties.
+    sequence: usize,
 }
 
-impl Candidate {
-    fn corners(&self) -> Corners {
-        let m = &self.mask;
-        let (x, y) = (m.x() as f32, m.y() as f32);
-        [
-            x,
-            y,
-            x + m.width().saturating_sub(1) as f32,
-            y + m.height().saturating_sub(1) as f32,
-        ]
+/// The tight box of a mask, inclusive corners.
+fn corners(mask: &BitMask) -> Corners {
+    let (x, y) = (mask.x() as f32, mask.y() as f32);
+    [
+        x,
+        y,
+        x + mask.width().saturating_sub(1) as f32,
+        y + mask.height().saturating_sub(1) as f32,
+    ]
+}
+
+/// The candidates of a run, at most [`MAX_EVERYTHING_CANDIDATES`]: past that,
+/// the ones with the lowest predicted IoU are dropped (NMS would rank them
+/// last anyway).
+#[derive(Default)]
+struct Candidates {
+    list: Vec<Candidate>,
+    arrived: usize,
+    dropped: usize,
+}
+
+impl Candidates {
+    fn push(&mut self, mut candidate: Candidate) {
+        candidate.sequence = self.arrived;
+        self.arrived += 1;
+        self.list.push(candidate);
+        // Trimming at twice the cap keeps pushes amortised O(1).
+        if self.list.len() >= 2 * MAX_EVERYTHING_CANDIDATES {
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        if self.list.len() <= MAX_EVERYTHING_CANDIDATES {
+            return;
+        }
+        let by_iou = |a: &Candidate, b: &Candidate| {
+            let score = |c: &Candidate| if c.iou.is_nan() { f32::NEG_INFINITY } else { c.iou };
+            score(b).total_cmp(&score(a)).then(a.sequence.cmp(&b.sequence))
+        };
+        self.list.sort_by(by_iou);
+        self.dropped += self.list.len() - MAX_EVERYTHING_CANDIDATES;
+        self.list.truncate(MAX_EVERYTHING_CANDIDATES);
+        self.list.sort_by_key(|c| c.sequence);
+    }
+
+    fn into_list(mut self) -> (Vec<Candidate>, usize) {
+        self.trim();
+        (self.list, self.dropped)
+    }
+}
+
+/// SAM's filters and TinySAM's coverage marking, on low-res logits.
+struct Filter<'a> {
+    options: &'a EverythingOptions,
+    low_w: usize,
+    /// Low-res rows and columns that show the frame (not the padding).
+    valid: (usize, usize),
+    threshold: f32,
+}
+
+impl Filter<'_> {
+    /// Whether a mask passes (a threshold of 0 disables a filter).
+    fn passes(&self, iou: f32, logits: &[f32]) -> bool {
+        let o = self.options;
+        // A NaN prediction fails, as in SAM.
+        if o.pred_iou_thresh > 0.0 && (iou.is_nan() || iou <= o.pred_iou_thresh) {
+            return false;
+        }
+        if o.stability_score_thresh > 0.0 {
+            let stability = low_res_stability(
+                logits,
+                self.low_w,
+                self.valid,
+                self.threshold,
+                o.stability_score_offset,
+            );
+            if stability < o.stability_score_thresh {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Marks the cells (showing the frame) above `high`.
+    fn mark(&self, coverage: &mut [bool], logits: &[f32], high: f32) {
+        let (rows, cols) = self.valid;
+        for (r, (cov, row)) in coverage
+            .chunks_exact_mut(self.low_w)
+            .zip(logits.chunks_exact(self.low_w))
+            .enumerate()
+        {
+            if r >= rows {
+                break;
+            }
+            for (c, v) in cov.iter_mut().zip(row).take(cols) {
+                *c |= *v > high;
+            }
+        }
     }
 }
 
@@ -246,22 +340,24 @@ pub(crate) fn segment_everything(
     };
     let (w, h) = (geometry.frame_width, geometry.frame_height);
     let dense = point_grid(options.points_per_side, w, h);
-    let candidates = match options.strategy {
-        EverythingStrategy::Dense => run.round(&dense, GridRound::Dense, None)?,
+    let mut candidates = Candidates::default();
+    match options.strategy {
+        EverythingStrategy::Dense => run.round(&dense, GridRound::Dense, None, &mut candidates)?,
         EverythingStrategy::Hierarchical => {
             let side = (options.points_per_side / SPARSE_GRID_DIVISOR).max(1);
             let sparse = point_grid(side, w, h);
             let mut covered = vec![false; low.0 * low.1];
-            let mut candidates = run.round(&sparse, GridRound::Sparse, Some(&mut covered))?;
+            run.round(&sparse, GridRound::Sparse, Some(&mut covered), &mut candidates)?;
             let rest: Vec<(f32, f32)> = dense
                 .into_iter()
                 .filter(|&p| !run.is_covered(&covered, p))
                 .collect();
-            candidates.extend(run.round(&rest, GridRound::Dense, None)?);
-            candidates
+            run.round(&rest, GridRound::Dense, None, &mut candidates)?;
         }
-    };
+    }
     let start = Instant::now();
+    let (candidates, dropped) = candidates.into_list();
+    run.out.dropped_candidates = dropped;
     let objects = run.select(candidates)?;
     run.out.postprocess += start.elapsed();
     run.out.objects = objects;
@@ -270,121 +366,100 @@ pub(crate) fn segment_everything(
 
 impl Run<'_> {
     /// Decodes one point per prompt at `points`, batch by batch (so only one
-    /// batch of logits is held), and returns the masks that pass the
-    /// filters, upscaled. With `coverage`, marks their high-score cells.
+    /// batch of logits is held), and adds the masks that pass the filters to
+    /// `candidates`. With `coverage`, marks their high-score cells.
     fn round(
         &mut self,
         points: &[(f32, f32)],
         round: GridRound,
         mut coverage: Option<&mut Vec<bool>>,
-    ) -> Result<Vec<Candidate>, Error> {
+        candidates: &mut Candidates,
+    ) -> Result<(), Error> {
         let o = *self.options;
         let (low_h, low_w) = self.low;
         let cells = low_h * low_w;
-        let mut kept = Vec::new();
         for chunk in points.chunks(o.prompts_per_batch) {
             let prompts: Vec<Prompt> = chunk
                 .iter()
                 .map(|&(x, y)| Prompt::new().with_point(x, y))
                 .collect();
+            let first_index = self.out.prompts;
             let start = Instant::now();
-            let (decoded, calls) =
-                decode_prompts(self.engine, self.embedding, &prompts, o.prompts_per_batch)?;
-            self.out.decoder += start.elapsed();
-            self.out.calls += calls;
-
-            let start = Instant::now();
-            for (&point, out) in chunk.iter().zip(&decoded) {
-                let prompt_index = self.out.prompts;
-                self.out.prompts += 1;
-                let outputs = if out.ious.len() > 1 {
-                    1..out.ious.len()
-                } else {
-                    0..out.ious.len()
+            let mut postprocess = Duration::ZERO;
+            let calls = {
+                let Run {
+                    engine,
+                    upscaler,
+                    embedding,
+                    geometry,
+                    threshold,
+                    valid,
+                    ..
+                } = self;
+                let filter = Filter {
+                    options: &o,
+                    low_w,
+                    valid: *valid,
+                    threshold: *threshold,
                 };
-                for mask_index in outputs {
-                    let iou = out.ious.get(mask_index).copied().unwrap_or(f32::NAN);
-                    let Some(logits) = out.mask(mask_index, cells) else {
-                        return Err(Error::Output {
-                            stage: "mask decoder",
-                            reason: format!("no logits for output {mask_index}"),
-                        });
+                decode_prompts(engine, embedding, &prompts, o.prompts_per_batch, |slot, out| {
+                    let started = Instant::now();
+                    let point = chunk.get(slot).copied().unwrap_or_default();
+                    let outputs = if out.ious.len() > 1 {
+                        1..out.ious.len()
+                    } else {
+                        0..out.ious.len()
                     };
-                    if !self.passes(iou, logits) {
-                        continue;
+                    for mask_index in outputs {
+                        let iou = out.ious.get(mask_index).copied().unwrap_or(f32::NAN);
+                        let Some(logits) = out.mask(mask_index, cells) else {
+                            return Err(Error::Output {
+                                stage: "mask decoder",
+                                reason: format!("no logits for output {mask_index}"),
+                            });
+                        };
+                        if !filter.passes(iou, logits) {
+                            continue;
+                        }
+                        if let Some(coverage) = coverage.as_deref_mut() {
+                            filter.mark(coverage, logits, o.high_score_thresh);
+                        }
+                        let result = upscaler
+                            .upscale(logits, low_h, low_w, geometry, *threshold)
+                            .map_err(|e| Error::Output {
+                                stage: "mask decoder",
+                                reason: e.to_string(),
+                            })?;
+                        // An empty mask is no object (SAM would keep a 0x0 box).
+                        if result.area == 0 {
+                            continue;
+                        }
+                        let logits = LowResLogits::new(low_w, low_h, logits.to_vec())
+                            .ok_or_else(|| Error::Output {
+                                stage: "mask decoder",
+                                reason: "low-res logits of the wrong size".to_owned(),
+                            })?;
+                        candidates.push(Candidate {
+                            point,
+                            round,
+                            prompt_index: first_index + slot,
+                            mask_index,
+                            iou,
+                            logits,
+                            corners: corners(&result.mask),
+                            sequence: 0,
+                        });
                     }
-                    if let Some(coverage) = coverage.as_deref_mut() {
-                        self.mark(coverage, logits);
-                    }
-                    let result = self
-                        .upscaler
-                        .upscale(logits, low_h, low_w, &self.geometry, self.threshold)
-                        .map_err(|e| Error::Output {
-                            stage: "mask decoder",
-                            reason: e.to_string(),
-                        })?;
-                    // An empty mask is no object (SAM would keep a 0x0 box).
-                    if result.area == 0 {
-                        continue;
-                    }
-                    kept.push(Candidate {
-                        point,
-                        round,
-                        prompt_index,
-                        mask_index,
-                        iou,
-                        logits: logits.to_vec(),
-                        mask: result.mask,
-                        area: result.area,
-                        stability: result.stability,
-                    });
-                }
-            }
-            self.out.postprocess += start.elapsed();
+                    postprocess += started.elapsed();
+                    Ok(())
+                })?
+            };
+            self.out.prompts += chunk.len();
+            self.out.decoder += start.elapsed().saturating_sub(postprocess);
+            self.out.postprocess += postprocess;
+            self.out.calls += calls;
         }
-        Ok(kept)
-    }
-
-    /// SAM's filters, on low-res logits (a threshold of 0 disables one).
-    fn passes(&self, iou: f32, logits: &[f32]) -> bool {
-        let o = self.options;
-        // A NaN prediction fails, as in SAM.
-        if o.pred_iou_thresh > 0.0 && (iou.is_nan() || iou <= o.pred_iou_thresh) {
-            return false;
-        }
-        if o.stability_score_thresh > 0.0 {
-            let (_, low_w) = self.low;
-            let stability = low_res_stability(
-                logits,
-                low_w,
-                self.valid,
-                self.threshold,
-                o.stability_score_offset,
-            );
-            if stability < o.stability_score_thresh {
-                return false;
-            }
-        }
-        true
-    }
-
-    /// Marks the cells (showing the frame) above the high score.
-    fn mark(&self, coverage: &mut [bool], logits: &[f32]) {
-        let (_, low_w) = self.low;
-        let (rows, cols) = self.valid;
-        let high = self.options.high_score_thresh;
-        for (r, (cov, row)) in coverage
-            .chunks_exact_mut(low_w)
-            .zip(logits.chunks_exact(low_w))
-            .enumerate()
-        {
-            if r >= rows {
-                break;
-            }
-            for (c, v) in cov.iter_mut().zip(row).take(cols) {
-                *c |= *v > high;
-            }
-        }
+        Ok(())
     }
 
     /// Whether frame point `p` lies on a covered low-res cell.
@@ -401,32 +476,55 @@ impl Run<'_> {
         coverage.get(r * low_w + c).copied().unwrap_or(false)
     }
 
-    /// Box NMS, optional small-region clean-up (and NMS again), then the
-    /// objects by descending predicted IoU.
+    /// Box NMS, the survivors upscaled again, optional small-region clean-up
+    /// (and NMS again), then the objects by descending predicted IoU.
     fn select(&mut self, candidates: Vec<Candidate>) -> Result<Vec<SegmentedObject>, Error> {
         let o = *self.options;
-        let boxes: Vec<Corners> = candidates.iter().map(Candidate::corners).collect();
+        let boxes: Vec<Corners> = candidates.iter().map(|c| c.corners).collect();
         let scores: Vec<f32> = candidates.iter().map(|c| c.iou).collect();
         let order = box_nms(&boxes, &scores, o.box_nms_thresh);
         let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
-        let mut kept: Vec<Candidate> = order
-            .iter()
-            .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
-            .collect();
+        let (low_h, low_w) = self.low;
+        let mut kept = Vec::with_capacity(order.len());
+        for c in order.iter().filter_map(|&i| slots.get_mut(i).and_then(Option::take)) {
+            let result = self
+                .upscaler
+                .upscale(c.logits.values(), low_h, low_w, &self.geometry, self.threshold)
+                .map_err(|e| Error::Output {
+                    stage: "mask decoder",
+                    reason: e.to_string(),
+                })?;
+            kept.push(SegmentedObject {
+                id: 0,
+                prompt_index: c.prompt_index,
+                mask: result.mask,
+                iou: c.iou,
+                stability: result.stability,
+                area: result.area,
+                mask_index: c.mask_index,
+                low_res: Arc::new(c.logits),
+                origin: ObjectOrigin::Everything {
+                    point: c.point,
+                    round: c.round,
+                },
+            });
+        }
+        drop(slots);
 
         if o.min_mask_region_area > 0 {
             let (w, h) = (self.geometry.frame_width, self.geometry.frame_height);
             let mut unchanged = Vec::with_capacity(kept.len());
-            for c in &mut kept {
-                let (mask, changed) = remove_small_regions(&c.mask, o.min_mask_region_area, w, h);
-                c.area = mask.count_ones();
-                c.mask = mask;
+            for object in &mut kept {
+                let (mask, changed) =
+                    remove_small_regions(&object.mask, o.min_mask_region_area, w, h);
+                object.area = mask.count_ones();
+                object.mask = mask;
                 unchanged.push(if changed { 0.0 } else { 1.0 });
             }
             // SAM prefers masks the clean-up left alone.
-            let boxes: Vec<Corners> = kept.iter().map(Candidate::corners).collect();
+            let boxes: Vec<Corners> = kept.iter().map(|object| corners(&object.mask)).collect();
             let order = box_nms(&boxes, &unchanged, o.box_nms_thresh);
-            let mut slots: Vec<Option<Candidate>> = kept.into_iter().map(Some).collect();
+            let mut slots: Vec<Option<SegmentedObject>> = kept.into_iter().map(Some).collect();
             kept = order
                 .iter()
                 .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
@@ -438,32 +536,10 @@ impl Run<'_> {
                     .unwrap_or(std::cmp::Ordering::Equal)
             });
         }
-
-        let (low_h, low_w) = self.low;
-        kept.into_iter()
-            .enumerate()
-            .map(|(id, c)| {
-                let low_res =
-                    LowResLogits::new(low_w, low_h, c.logits).ok_or_else(|| Error::Output {
-                        stage: "mask decoder",
-                        reason: "low-res logits of the wrong size".to_owned(),
-                    })?;
-                Ok(SegmentedObject {
-                    id,
-                    prompt_index: c.prompt_index,
-                    mask: c.mask,
-                    iou: c.iou,
-                    stability: c.stability,
-                    area: c.area,
-                    mask_index: c.mask_index,
-                    low_res: Arc::new(low_res),
-                    origin: ObjectOrigin::Everything {
-                        point: c.point,
-                        round: c.round,
-                    },
-                })
-            })
-            .collect()
+        for (id, object) in kept.iter_mut().enumerate() {
+            object.id = id;
+        }
+        Ok(kept)
     }
 }
 

@@ -7,14 +7,22 @@
 pub(crate) type Corners = [f32; 4];
 
 /// Box IoU as torchvision computes it: areas `(x1 - x0) * (y1 - y0)` on the
-/// given corners (so a one-pixel-wide box has area 0, as in SAM).
+/// given corners (so a one-pixel-wide box has area 0, as in SAM). Two equal
+/// boxes of area 0 count as the same box (IoU 1), where torchvision's 0/0
+/// would keep every copy: a frame of one pixel gave one object per prompt.
 pub(crate) fn box_iou(a: &Corners, b: &Corners) -> f32 {
     let area = |r: &Corners| (r[2] - r[0]).max(0.0) * (r[3] - r[1]).max(0.0);
     let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = w * h;
     let union = area(a) + area(b) - inter;
-    if union > 0.0 { inter / union } else { 0.0 }
+    if union > 0.0 {
+        inter / union
+    } else if a == b {
+        1.0
+    } else {
+        0.0
+    }
 }
 
 /// Indices of the boxes kept, highest score first: a box is dropped when its
@@ -64,7 +72,10 @@ mod tests {
             box_iou(&[0.0, 0.0, 10.0, 10.0], &[20.0, 20.0, 30.0, 30.0]),
             0.0
         );
-        assert_eq!(box_iou(&[3.0, 3.0, 3.0, 3.0], &[3.0, 3.0, 3.0, 3.0]), 0.0);
+        assert_eq!(box_iou(&[3.0, 3.0, 3.0, 3.0], &[3.0, 3.0, 3.0, 3.0]), 1.0);
+        assert_eq!(box_iou(&[3.0, 3.0, 3.0, 9.0], &[3.0, 3.0, 3.0, 3.0]), 0.0);
+        let point = [0.0; 4];
+        assert_eq!(box_nms(&[point; 5], &[0.9; 5], 0.7), vec![0]);
     }
 
     #[test]

@@ -14,18 +14,18 @@ use crate::segment::error::Error;
 use crate::segment::onnx::engine::{DecoderInputs, Engine, ImageEmbedding};
 use crate::segment::prompt::{LABEL_PADDING, Prompt};
 
-/// The decoder's outputs for one prompt.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DecodedPrompt {
+/// The decoder's outputs for one prompt, borrowed from its call's outputs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct DecodedPrompt<'a> {
     /// Predicted IoU per output mask.
-    pub ious: Vec<f32>,
+    pub ious: &'a [f32],
     /// Low-res logits of every output mask, `[mask_count, low_h, low_w]`.
-    pub masks: Vec<f32>,
+    pub masks: &'a [f32],
 }
 
-impl DecodedPrompt {
+impl<'a> DecodedPrompt<'a> {
     /// Logits of output mask `index`.
-    pub fn mask(&self, index: usize, cells: usize) -> Option<&[f32]> {
+    pub fn mask(&self, index: usize, cells: usize) -> Option<&'a [f32]> {
         let start = index.checked_mul(cells)?;
         self.masks.get(start..start.checked_add(cells)?)
     }
@@ -54,14 +54,18 @@ pub(crate) fn plan_batches(encoded_lens: &[usize], max_batch: usize) -> Vec<Vec<
         .collect()
 }
 
-/// Decodes `prompts` (frame pixels) against `embedding`. Returns one result
-/// per prompt, in order, and the number of decoder calls made.
+/// Decodes `prompts` (frame pixels) against `embedding`, handing each
+/// prompt's outputs with its index to `each` while its call's outputs are
+/// alive (so only one call's outputs exist at a time, and none is copied).
+/// Prompts come in call order, not prompt order. Returns the number of
+/// decoder calls made.
 pub(crate) fn decode_prompts(
     engine: &mut Engine,
     embedding: &ImageEmbedding,
     prompts: &[Prompt],
     max_batch: usize,
-) -> Result<(Vec<DecodedPrompt>, usize), Error> {
+    mut each: impl FnMut(usize, DecodedPrompt<'_>) -> Result<(), Error>,
+) -> Result<usize, Error> {
     let info = engine.info();
     let (low_h, low_w) = info.low_res_size;
     let fixed_points = info.fixed_points;
@@ -108,7 +112,6 @@ pub(crate) fn decode_prompts(
         });
     }
 
-    let mut results: Vec<Option<DecodedPrompt>> = vec![None; prompts.len()];
     let batches = plan_batches(&lens, max_batch);
     let geometry = *embedding.geometry();
     for batch in &batches {
@@ -119,31 +122,24 @@ pub(crate) fn decode_prompts(
             .unwrap_or(1);
         let members: Vec<&Prompt> = batch.iter().filter_map(|&i| prompts.get(i)).collect();
         let inputs = build_inputs(&members, points, (low_h, low_w), &geometry);
-        let out = engine.decode(embedding, &inputs)?;
         let cells = low_h * low_w;
-        for (slot, &index) in batch.iter().enumerate() {
+        engine.decode(embedding, &inputs, |out| {
             let m = out.mask_count;
-            let ious = out.ious.get(slot * m..(slot + 1) * m);
-            let masks = out.masks.get(slot * m * cells..(slot + 1) * m * cells);
-            if let (Some(ious), Some(masks), Some(result)) = (ious, masks, results.get_mut(index)) {
-                *result = Some(DecodedPrompt {
-                    ious: ious.to_vec(),
-                    masks: masks.to_vec(),
-                });
+            for (slot, &index) in batch.iter().enumerate() {
+                let ious = out.ious.get(slot * m..(slot + 1) * m);
+                let masks = out.masks.get(slot * m * cells..(slot + 1) * m * cells);
+                let (Some(ious), Some(masks)) = (ious, masks) else {
+                    return Err(Error::Output {
+                        stage: "mask decoder",
+                        reason: format!("no result for prompt {index}"),
+                    });
+                };
+                each(index, DecodedPrompt { ious, masks })?;
             }
-        }
+            Ok(())
+        })?;
     }
-    let decoded = results
-        .into_iter()
-        .enumerate()
-        .map(|(index, r)| {
-            r.ok_or_else(|| Error::Output {
-                stage: "mask decoder",
-                reason: format!("no result for prompt {index}"),
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((decoded, batches.len()))
+    Ok(batches.len())
 }
 
 /// The decoder inputs for `prompts`, each padded to `points` encoded points.
@@ -156,7 +152,10 @@ fn build_inputs(
     let batch = prompts.len();
     let mut point_coords = Array3::<f32>::zeros((batch, points, 2));
     let mut point_labels = Array2::<f32>::from_elem((batch, points), LABEL_PADDING);
-    let mut mask_input = Array4::<f32>::zeros((batch, 1, low_h, low_w));
+    let mut mask_input = prompts
+        .iter()
+        .any(|p| p.mask_input().is_some())
+        .then(|| Array4::<f32>::zeros((batch, 1, low_h, low_w)));
     let mut has_mask_input = Array1::<f32>::zeros(batch);
     for (b, prompt) in prompts.iter().enumerate() {
         let encoded = prompt.encode(geometry);
@@ -177,7 +176,7 @@ fn build_inputs(
                 *slot = *label;
             }
         }
-        if let Some(mask) = prompt.mask_input() {
+        if let (Some(mask), Some(mask_input)) = (prompt.mask_input(), mask_input.as_mut()) {
             let mut plane = mask_input.index_axis_mut(ndarray::Axis(0), b);
             for (dst, &src) in plane.iter_mut().zip(mask.values()) {
                 *dst = src;
@@ -229,7 +228,10 @@ mod tests {
         assert!((inputs.point_coords[[0, 0, 0]] - 32.0).abs() < 1e-5);
         assert!((inputs.point_coords[[1, 2, 1]] - 6.4).abs() < 1e-5);
         assert_eq!(inputs.has_mask_input.to_vec(), vec![0.0, 1.0]);
-        assert_eq!(inputs.mask_input[[0, 0, 3, 3]], 0.0);
-        assert_eq!(inputs.mask_input[[1, 0, 3, 3]], 15.0);
+        let masks = inputs.mask_input.expect("a mask input for the batch");
+        assert_eq!(masks[[0, 0, 3, 3]], 0.0);
+        assert_eq!(masks[[1, 0, 3, 3]], 15.0);
+        // Without mask inputs, none is allocated.
+        assert!(build_inputs(&[&a], 3, (4, 4), &g).mask_input.is_none());
     }
 }

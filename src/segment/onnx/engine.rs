@@ -15,10 +15,12 @@ use std::sync::OnceLock;
 
 use ndarray::{Array1, Array2, Array3, Array4};
 use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
-use ort::session::{HasSelectedOutputs, OutputSelector, RunOptions, Session, SessionOutputs};
+use ort::session::{OutputSelector, Session, SessionOutputs};
 use ort::value::{TensorRef, ValueType};
 
 use crate::segment::error::Error;
+use crate::segment::limits::MAX_THREADS;
+use crate::segment::onnx::cancel::Canceller;
 use crate::segment::image::preprocess::Geometry;
 use crate::segment::onnx::model::{
     self, DecoderLayout, GraphSpec, ModelInfo, ModelSource, TensorSpec,
@@ -148,19 +150,20 @@ impl ImageEmbedding {
 pub(crate) struct DecoderInputs {
     pub point_coords: Array3<f32>,
     pub point_labels: Array2<f32>,
-    pub mask_input: Array4<f32>,
+    /// `None` when no prompt of the call has one: the engine then feeds
+    /// zeros it keeps, instead of allocating them for every call.
+    pub mask_input: Option<Array4<f32>>,
     pub has_mask_input: Array1<f32>,
 }
 
-/// Decoder outputs of one call.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DecoderOutputs {
-    pub batch: usize,
+/// Decoder outputs of one call, borrowed from ONNX Runtime's output tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct DecoderOutputs<'a> {
     pub mask_count: usize,
     /// `[batch, mask_count]`, row major.
-    pub ious: Vec<f32>,
+    pub ious: &'a [f32],
     /// `[batch, mask_count, low_h, low_w]`, row major.
-    pub masks: Vec<f32>,
+    pub masks: &'a [f32],
 }
 
 /// The loaded model: two sessions and what the core knows about them.
@@ -171,7 +174,11 @@ pub struct Engine {
     split: Option<SplitDecoder>,
     info: ModelInfo,
     provider: ExecutionProviderKind,
-    decoder_run_options: RunOptions<HasSelectedOutputs>,
+    /// The run options of every session run.
+    cancel: Canceller,
+    /// `mask_input` for calls without one, `[B, 1, low_h, low_w]` for the
+    /// largest batch so far.
+    zero_masks: Array4<f32>,
 }
 
 impl fmt::Debug for Engine {
@@ -193,6 +200,13 @@ impl Engine {
         source: &ModelSource,
         options: &EngineOptions,
     ) -> Result<(Engine, Vec<String>), Error> {
+        if options.n_threads > MAX_THREADS {
+            return Err(Error::Options(format!(
+                "{} threads per session; at most {MAX_THREADS} are accepted (0 lets ONNX Runtime \
+                 choose one per core)",
+                options.n_threads
+            )));
+        }
         let (files, mut warnings) = model::resolve_files(source)?;
         runtime::ensure_loaded()?;
         let mut provider = options.execution_provider;
@@ -254,12 +268,8 @@ impl Engine {
         let selector = OutputSelector::no_default()
             .with(IOU_OUTPUT)
             .with(LOW_RES_OUTPUT);
-        let decoder_run_options = RunOptions::new()
-            .map_err(|e| Error::Inference {
-                stage: "creating decoder run options",
-                reason: e.to_string(),
-            })?
-            .with_outputs(selector);
+        let cancel = Canceller::new(selector)?;
+        let (low_h, low_w) = info.low_res_size;
         Ok((
             Engine {
                 encoder,
@@ -267,7 +277,8 @@ impl Engine {
                 split,
                 info,
                 provider,
-                decoder_run_options,
+                cancel,
+                zero_masks: Array4::zeros((0, 1, low_h, low_w)),
             },
             warnings,
         ))
@@ -275,6 +286,11 @@ impl Engine {
 
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// The handle that stops this engine's runs from another thread.
+    pub fn canceller(&self) -> &Canceller {
+        &self.cancel
     }
 
     /// The execution provider actually in use for the encoder.
@@ -289,14 +305,16 @@ impl Engine {
         geometry: Geometry,
     ) -> Result<ImageEmbedding, Error> {
         let stage = "image encoder";
-        let fail = |e: ort::Error| Error::Inference {
-            stage,
-            reason: e.to_string(),
-        };
+        self.cancel.check()?;
+        let cancel = &self.cancel;
+        let fail = |e: ort::Error| cancel.run_error(stage, e);
         let input = TensorRef::from_array_view(tensor.view()).map_err(fail)?;
         let outputs = self
             .encoder
-            .run(ort::inputs![self.info.encoder_input.as_str() => input])
+            .run_with_options(
+                ort::inputs![self.info.encoder_input.as_str() => input],
+                cancel.plain(),
+            )
             .map_err(fail)?;
         let value = outputs
             .get(self.info.encoder_output.as_str())
@@ -333,36 +351,46 @@ impl Engine {
     /// the model has one and the batch is large enough (or the image side is
     /// already computed for this embedding), else the plain decoder. The SAM
     /// layout also gets the frame size (height, width) as `orig_im_size`.
-    pub(crate) fn decode(
+    /// `read` gets the outputs while ONNX Runtime still holds them, so they
+    /// are never copied.
+    pub(crate) fn decode<T>(
         &mut self,
         embedding: &ImageEmbedding,
         inputs: &DecoderInputs,
-    ) -> Result<DecoderOutputs, Error> {
+        read: impl FnOnce(DecoderOutputs<'_>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let batch = inputs.point_coords.shape().first().copied().unwrap_or(0);
+        self.cancel.check()?;
+        if inputs.mask_input.is_none() && self.zero_masks.shape()[0] < batch {
+            let (h, w) = self.info.low_res_size;
+            self.zero_masks = Array4::zeros((batch, 1, h, w));
+        }
+        let mask_input = match &inputs.mask_input {
+            Some(masks) => masks.view(),
+            None => self.zero_masks.slice(ndarray::s![..batch, .., .., ..]),
+        };
+        let cancel = &self.cancel;
         if let Some(split) = self.split.as_mut() {
             if embedding.image_side.get().is_none() && batch >= split_decoder::MIN_BATCH {
-                let side = split.image_side(embedding.values())?;
+                let side = split.image_side(embedding.values(), cancel)?;
                 // Another caller cannot have set it: decoding needs `&mut self`.
                 let _ = embedding.image_side.set(side);
             }
             if let Some(side) = embedding.image_side.get() {
                 let info = &self.info;
-                return split.run_prompts(side, inputs, |outputs| {
-                    read_decoder_outputs(outputs, batch, info)
+                return split.run_prompts(side, inputs, mask_input, cancel, |outputs| {
+                    read(read_decoder_outputs(outputs, batch, info)?)
                 });
             }
         }
-        let fail = |e: ort::Error| Error::Inference {
-            stage: "mask decoder",
-            reason: e.to_string(),
-        };
+        let fail = |e: ort::Error| cancel.run_error("mask decoder", e);
         let g = embedding.geometry();
         let orig_size = Array1::from(vec![g.frame_height as f32, g.frame_width as f32]);
         let mut feed = ort::inputs![
             "image_embeddings" => TensorRef::from_array_view(embedding.values().view()).map_err(fail)?,
             "point_coords" => TensorRef::from_array_view(inputs.point_coords.view()).map_err(fail)?,
             "point_labels" => TensorRef::from_array_view(inputs.point_labels.view()).map_err(fail)?,
-            "mask_input" => TensorRef::from_array_view(inputs.mask_input.view()).map_err(fail)?,
+            "mask_input" => TensorRef::from_array_view(mask_input).map_err(fail)?,
             "has_mask_input" => TensorRef::from_array_view(inputs.has_mask_input.view()).map_err(fail)?,
         ];
         if self.info.decoder_layout == DecoderLayout::Sam {
@@ -375,21 +403,21 @@ impl Engine {
         }
         let outputs = self
             .decoder
-            .run_with_options(feed, &self.decoder_run_options)
+            .run_with_options(feed, cancel.decoder())
             .map_err(fail)?;
-        read_decoder_outputs(&outputs, batch, &self.info)
+        read(read_decoder_outputs(&outputs, batch, &self.info)?)
     }
 }
 
 /// Reads and checks `iou_predictions` and `low_res_masks` of a decoder run
 /// on `batch` prompts.
-fn read_decoder_outputs(
-    outputs: &SessionOutputs<'_>,
+fn read_decoder_outputs<'a>(
+    outputs: &'a SessionOutputs<'_>,
     batch: usize,
     info: &ModelInfo,
-) -> Result<DecoderOutputs, Error> {
+) -> Result<DecoderOutputs<'a>, Error> {
     let stage = "mask decoder";
-    let extract = |name: &str| -> Result<(Vec<i64>, Vec<f32>), Error> {
+    let extract = |name: &str| -> Result<(Vec<i64>, &'a [f32]), Error> {
         let value = outputs.get(name).ok_or_else(|| Error::Output {
             stage,
             reason: format!("no output `{name}`"),
@@ -400,7 +428,7 @@ fn read_decoder_outputs(
                 stage,
                 reason: format!("`{name}`: {e}"),
             })?;
-        Ok((shape.to_vec(), data.to_vec()))
+        Ok((shape.to_vec(), data))
     };
     let (iou_shape, ious) = extract(IOU_OUTPUT)?;
     let (mask_shape, masks) = extract(LOW_RES_OUTPUT)?;
@@ -424,7 +452,6 @@ fn read_decoder_outputs(
         });
     }
     Ok(DecoderOutputs {
-        batch,
         mask_count,
         ious,
         masks,

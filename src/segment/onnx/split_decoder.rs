@@ -11,6 +11,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::segment::error::Error;
+use crate::segment::onnx::cancel::Canceller;
 use crate::segment::onnx::engine::DecoderInputs;
 use crate::segment::onnx::model::{GraphSpec, SplitDecoderFiles};
 
@@ -126,16 +127,14 @@ impl SplitDecoder {
     pub(crate) fn image_side(
         &mut self,
         embedding: &ndarray::Array4<f32>,
+        cancel: &Canceller,
     ) -> Result<ImageSideTensors, Error> {
         let stage = "split decoder image part";
-        let fail = |e: ort::Error| Error::Inference {
-            stage,
-            reason: e.to_string(),
-        };
+        let fail = |e: ort::Error| cancel.run_error(stage, e);
         let input = TensorRef::from_array_view(embedding.view()).map_err(fail)?;
         let outputs = self
             .image
-            .run(ort::inputs!["image_embeddings" => input])
+            .run_with_options(ort::inputs!["image_embeddings" => input], cancel.plain())
             .map_err(fail)?;
         self.image_outputs
             .iter()
@@ -163,16 +162,15 @@ impl SplitDecoder {
         &mut self,
         image: &ImageSideTensors,
         inputs: &DecoderInputs,
+        mask_input: ndarray::ArrayView4<'_, f32>,
+        cancel: &Canceller,
         read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let fail = |e: ort::Error| Error::Inference {
-            stage: "split decoder prompt part",
-            reason: e.to_string(),
-        };
+        let fail = |e: ort::Error| cancel.run_error("split decoder prompt part", e);
         let mut feed = ort::inputs![
             "point_coords" => TensorRef::from_array_view(inputs.point_coords.view()).map_err(fail)?,
             "point_labels" => TensorRef::from_array_view(inputs.point_labels.view()).map_err(fail)?,
-            "mask_input" => TensorRef::from_array_view(inputs.mask_input.view()).map_err(fail)?,
+            "mask_input" => TensorRef::from_array_view(mask_input).map_err(fail)?,
             "has_mask_input" => TensorRef::from_array_view(inputs.has_mask_input.view()).map_err(fail)?,
         ];
         for (name, tensor) in self.image_outputs.iter().zip(&image.0) {
@@ -183,7 +181,10 @@ impl SplitDecoder {
                     .into(),
             ));
         }
-        let outputs = self.prompt.run(feed).map_err(fail)?;
+        let outputs = self
+            .prompt
+            .run_with_options(feed, cancel.plain())
+            .map_err(fail)?;
         read(&outputs)
     }
 }

@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
-//! The `tinysam` element in real pipelines (plugin registered statically),
-//! with the trained fixture model in models/tinysam-fixture
+//! The `tinysam` element through the check harness, and in real pipelines
+//! where a whole pipeline is the point (plugin registered statically), with
+//! the trained fixture model in models/tinysam-fixture
 //! (or `TINYSAM_TEST_MODEL=dir`).
 
 use std::path::PathBuf;
 use std::sync::Once;
 
 use gst::prelude::*;
+use gst_check::Harness;
 
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 240;
@@ -165,83 +167,88 @@ fn roi_masks(buffer: &gst::BufferRef) -> Vec<(i32, Vec<bool>)> {
         .collect()
 }
 
-/// appsrc (RGBA) ! videoconvert ! <format> ! tinysam ! appsink.
-struct Harness {
-    pipeline: gst::Pipeline,
-    src: gst::Element,
-    sink: gst::Element,
-    sam: gst::Element,
+/// The caps of the RGBA test frames.
+fn rgba_caps() -> String {
+    format!("video/x-raw,format=RGBA,width={WIDTH},height={HEIGHT},framerate=30/1")
 }
 
-impl Harness {
-    fn new(format: &str, properties: &str) -> Harness {
-        init();
-        let description = format!(
-            "appsrc name=src format=time caps=video/x-raw,format=RGBA,width={WIDTH},height={HEIGHT},framerate=30/1 \
-             ! videoconvert ! video/x-raw,format={format} \
-             ! tinysam name=sam model=\"{}\" {properties} \
-             ! appsink name=sink sync=false",
-            model_dir().display()
+/// A tinysam element with the fixture model and `properties` (name and
+/// value, as on a `gst-launch` line). Outside a pipeline an element has no
+/// bus, so it gets one of its own for its warnings and messages.
+fn tinysam(properties: &[(&str, &str)]) -> gst::Element {
+    init();
+    let model = model_dir().display().to_string();
+    let sam = properties
+        .iter()
+        .fold(
+            gst::ElementFactory::make("tinysam").property("model", model.as_str()),
+            |builder, (name, value)| builder.property_from_str(name, value),
+        )
+        .build()
+        .expect("a tinysam element");
+    sam.set_bus(Some(&gst::Bus::new()));
+    sam
+}
+
+/// A harness around `sam` (which it starts), fed the RGBA test frames; for
+/// another `format` they go through videoconvert in a source harness first.
+fn harness(sam: &gst::Element, format: &str) -> Harness {
+    let mut h = Harness::with_element(sam, Some("sink"), Some("src"));
+    if format == "RGBA" {
+        h.set_src_caps_str(&rgba_caps());
+    } else {
+        h.add_src_parse(
+            &format!("videoconvert ! capsfilter caps=video/x-raw,format={format}"),
+            false,
         );
-        let pipeline = gst::parse::launch(&description)
-            .expect("parse pipeline")
-            .downcast::<gst::Pipeline>()
-            .expect("a pipeline");
-        let src = pipeline.by_name("src").unwrap();
-        let sink = pipeline.by_name("sink").unwrap();
-        let sam = pipeline.by_name("sam").unwrap();
-        pipeline.set_state(gst::State::Playing).expect("PLAYING");
-        Harness {
-            pipeline,
-            src,
-            sink,
-            sam,
-        }
+        h.src_harness_mut()
+            .expect("the source harness")
+            .set_src_caps_str(&rgba_caps());
     }
-
-    /// Pushes `frame` (RGBA) and returns the buffer that comes out.
-    fn push(&self, frame: &[u8], index: u64) -> gst::Buffer {
-        let mut buffer = gst::Buffer::from_slice(frame.to_vec());
-        {
-            let b = buffer.get_mut().unwrap();
-            b.set_pts(gst::ClockTime::from_mseconds(index * 33));
-            b.set_duration(gst::ClockTime::from_mseconds(33));
-        }
-        let ret = self
-            .src
-            .emit_by_name::<gst::FlowReturn>("push-buffer", &[&buffer]);
-        assert_eq!(ret, gst::FlowReturn::Ok);
-        let sample = self
-            .sink
-            .emit_by_name::<Option<gst::Sample>>("try-pull-sample", &[&60_000_000_000u64]);
-        let Some(sample) = sample else {
-            let bus = self.pipeline.bus().unwrap();
-            if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-                panic!("pipeline error: {msg:?}");
-            }
-            panic!("no sample within 60 s");
-        };
-        sample.buffer_owned().expect("buffer")
-    }
+    h
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
+/// The error tinysam posted, to explain a failed push.
+fn posted_error(h: &Harness) -> String {
+    h.element()
+        .and_then(|sam| sam.bus())
+        .and_then(|bus| bus.pop_filtered(&[gst::MessageType::Error]))
+        .map_or_else(|| "no error message".to_owned(), |msg| format!("{msg:?}"))
+}
+
+/// Pushes `frame` (RGBA) and returns the buffer that comes out of tinysam.
+fn push(h: &mut Harness, frame: &[u8], index: u64) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_slice(frame.to_vec());
+    {
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_mseconds(index * 33));
+        b.set_duration(gst::ClockTime::from_mseconds(33));
     }
+    let pushed = if let Some(mut src) = h.src_harness_mut() {
+        src.push(buffer).expect("push into videoconvert");
+        h.push_from_src()
+    } else {
+        h.push(buffer)
+    };
+    if let Err(err) = pushed {
+        panic!("push: {err:?}, {}", posted_error(h));
+    }
+    h.pull()
+        .unwrap_or_else(|_| panic!("no buffer out, {}", posted_error(h)))
 }
 
 /// Segments the test frame converted to `format` and returns the custom meta's objects.
 fn segment_in(format: &str, prompts: &str) -> Vec<Object> {
-    let h = Harness::new(format, &format!("prompts=\"{prompts}\""));
-    let out = h.push(&rgba_frame(), 0);
-    custom_meta_objects(&out)
+    let sam = tinysam(&[("prompts", prompts)]);
+    let mut h = harness(&sam, format);
+    custom_meta_objects(&push(&mut h, &rgba_frame(), 0))
 }
 
 #[test]
 fn box_prompt_segments_the_ellipse() {
-    let h = Harness::new("RGBA", &format!("prompts=\"{BOX_PROMPT}\""));
-    let out = h.push(&rgba_frame(), 0);
+    let sam = tinysam(&[("prompts", BOX_PROMPT)]);
+    let mut h = harness(&sam, "RGBA");
+    let out = push(&mut h, &rgba_frame(), 0);
     let objects = custom_meta_objects(&out);
     assert_eq!(objects.len(), 1);
     let exact = exact_mask();
@@ -289,9 +296,10 @@ fn formats_agree() {
 
 #[test]
 fn overlay_changes_only_pixels_inside_the_mask() {
-    let h = Harness::new("RGBA", &format!("prompts=\"{BOX_PROMPT}\" overlay=true"));
+    let sam = tinysam(&[("prompts", BOX_PROMPT), ("overlay", "true")]);
+    let mut h = harness(&sam, "RGBA");
     let input = rgba_frame();
-    let out = h.push(&input, 0);
+    let out = push(&mut h, &input, 0);
     let objects = custom_meta_objects(&out);
     assert_eq!(objects.len(), 1);
     let mask = &objects[0].mask;
@@ -310,29 +318,30 @@ fn overlay_changes_only_pixels_inside_the_mask() {
     assert!(inside > 0 && changed_inside * 100 >= inside * 95);
 
     // Without overlay the frame is untouched.
-    let h = Harness::new("RGBA", &format!("prompts=\"{BOX_PROMPT}\""));
-    let out = h.push(&input, 0);
+    let sam = tinysam(&[("prompts", BOX_PROMPT)]);
+    let mut h = harness(&sam, "RGBA");
+    let out = push(&mut h, &input, 0);
     assert_eq!(&*out.map_readable().unwrap(), &input[..]);
 }
 
 #[test]
 fn prompts_change_while_playing() {
-    let h = Harness::new("RGBA", "everything-mode=none");
+    let sam = tinysam(&[("everything-mode", "none")]);
+    let mut h = harness(&sam, "RGBA");
     let frame = rgba_frame();
-    let out = h.push(&frame, 0);
+    let out = push(&mut h, &frame, 0);
     assert!(
         gst::meta::CustomMeta::from_buffer(&out, "GstTinySamMeta").is_err(),
         "no prompts, no metadata"
     );
     assert_eq!(&*out.map_readable().unwrap(), &frame[..]);
 
-    h.sam.set_property("prompts", BOX_PROMPT);
-    let objects = custom_meta_objects(&h.push(&frame, 1));
+    sam.set_property("prompts", BOX_PROMPT);
+    let objects = custom_meta_objects(&push(&mut h, &frame, 1));
     assert_eq!(objects.len(), 1);
 
-    h.sam
-        .set_property("prompts", format!("{BOX_PROMPT}; point=20,20"));
-    let objects = custom_meta_objects(&h.push(&frame, 2));
+    sam.set_property("prompts", format!("{BOX_PROMPT}; point=20,20"));
+    let objects = custom_meta_objects(&push(&mut h, &frame, 2));
     assert_eq!(objects.len(), 2);
     assert_eq!(objects[1].prompt_index, 1);
     // The background point does not give the ellipse.
@@ -343,11 +352,13 @@ fn prompts_change_while_playing() {
 fn everything_mode_segments_unprompted_frames() {
     // The fixture's predicted IoUs run lower than SAM's; tests/everything.rs
     // explains these thresholds.
-    let h = Harness::new(
-        "RGBA",
-        "points-per-side=16 pred-iou-thresh=0.75 stability-score-thresh=0.9",
-    );
-    let out = h.push(&rgba_frame(), 0);
+    let sam = tinysam(&[
+        ("points-per-side", "16"),
+        ("pred-iou-thresh", "0.75"),
+        ("stability-score-thresh", "0.9"),
+    ]);
+    let mut h = harness(&sam, "RGBA");
+    let out = push(&mut h, &rgba_frame(), 0);
     let objects = custom_meta_objects(&out);
     assert!(!objects.is_empty());
     for o in &objects {
@@ -363,41 +374,38 @@ fn everything_mode_segments_unprompted_frames() {
     assert_eq!(roi_masks(&out).len(), objects.len());
 
     // Prompts take over from everything mode on the next frame.
-    h.sam.set_property("prompts", BOX_PROMPT);
-    let objects = custom_meta_objects(&h.push(&rgba_frame(), 1));
+    sam.set_property("prompts", BOX_PROMPT);
+    let objects = custom_meta_objects(&push(&mut h, &rgba_frame(), 1));
     assert_eq!(objects.len(), 1);
     assert_eq!(objects[0].source, "prompt");
 }
 
 #[test]
 fn latency_includes_the_processing_time() {
-    let h = Harness::new("RGBA", &format!("prompts=\"{BOX_PROMPT}\""));
-    let src = h.sam.static_pad("src").unwrap();
-    let latency = || {
-        let mut q = gst::query::Latency::new();
-        assert!(src.query(&mut q));
-        q.result().1
-    };
-    assert_eq!(latency(), gst::ClockTime::ZERO, "nothing processed yet");
-    assert!(h.sam.property::<bool>("qos"), "QoS is on by default");
+    let sam = tinysam(&[("prompts", BOX_PROMPT)]);
+    let mut h = harness(&sam, "RGBA");
+    // The harness's upstream is live with no latency, so the minimum is tinysam's.
+    let latency = |h: &Harness| h.query_latency().expect("a latency answer");
+    assert_eq!(latency(&h), gst::ClockTime::ZERO, "nothing processed yet");
+    assert!(sam.property::<bool>("qos"), "QoS is on by default");
 
     let started = std::time::Instant::now();
-    h.push(&rgba_frame(), 0);
+    push(&mut h, &rgba_frame(), 0);
     let frame_time = started.elapsed();
-    let reported = latency();
+    let reported = latency(&h);
     assert!(reported > gst::ClockTime::ZERO);
     assert!(
         reported.nseconds() as u128 <= 2 * frame_time.as_nanos(),
         "reported {reported} for a frame that took {frame_time:?}"
     );
-    // The pipeline is told to recompute its latency.
-    let bus = h.pipeline.bus().unwrap();
+    // The element asks for the latency to be recomputed.
+    let bus = sam.bus().unwrap();
     assert!(bus.pop_filtered(&[gst::MessageType::Latency]).is_some());
 }
 
-/// The text and debug text of the warning waiting on the pipeline's bus.
-fn pop_warning(pipeline: &gst::Pipeline) -> (String, String) {
-    let msg = pipeline
+/// The text and debug text of the warning waiting on the element's bus.
+fn pop_warning(element: &impl IsA<gst::Element>) -> (String, String) {
+    let msg = element
         .bus()
         .unwrap()
         .pop_filtered(&[gst::MessageType::Warning])
@@ -417,24 +425,24 @@ fn prompt_structure(field: &str, numbers: &[f64]) -> gst::Structure {
 
 #[test]
 fn structured_prompts_give_the_same_masks_as_text() {
-    let h = Harness::new("RGBA", "");
+    let sam = tinysam(&[]);
+    let mut h = harness(&sam, "RGBA");
     let frame = rgba_frame();
-    h.sam
-        .set_property("prompts", format!("{BOX_PROMPT}; {POINT_PROMPT}"));
-    let from_text = custom_meta_objects(&h.push(&frame, 0));
+    sam.set_property("prompts", format!("{BOX_PROMPT}; {POINT_PROMPT}"));
+    let from_text = custom_meta_objects(&push(&mut h, &frame, 0));
 
     let list = gst::Array::new([
         prompt_structure("box", &[86.0, 66.0, 234.0, 174.0]),
         prompt_structure("points", &[160.0, 120.0]),
     ]);
-    h.sam.set_property("prompt-list", &list);
+    sam.set_property("prompt-list", &list);
     // Both properties are views of the same prompts.
     assert_eq!(
-        h.sam.property::<String>("prompts"),
+        sam.property::<String>("prompts"),
         format!("{BOX_PROMPT}; {POINT_PROMPT}")
     );
-    assert_eq!(h.sam.property::<gst::Array>("prompt-list").len(), 2);
-    let from_list = custom_meta_objects(&h.push(&frame, 1));
+    assert_eq!(sam.property::<gst::Array>("prompt-list").len(), 2);
+    let from_list = custom_meta_objects(&push(&mut h, &frame, 1));
 
     assert_eq!(from_text.len(), 2);
     assert_eq!(from_list.len(), 2);
@@ -448,9 +456,9 @@ fn structured_prompts_give_the_same_masks_as_text() {
         prompt_structure("box", &[86.0, 66.0, 234.0, 174.0]),
         prompt_structure("points", &[160.0]),
     ]);
-    h.sam.set_property("prompt-list", &bad);
-    assert_eq!(h.sam.property::<gst::Array>("prompt-list").len(), 2);
-    let (text, _) = pop_warning(&h.pipeline);
+    sam.set_property("prompt-list", &bad);
+    assert_eq!(sam.property::<gst::Array>("prompt-list").len(), 2);
+    let (text, _) = pop_warning(&sam);
     assert!(
         text.contains("object 2") && text.contains("x,y pairs"),
         "{text}"

@@ -19,8 +19,8 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use gsttinysam::segment::masks::postprocess::MaskUpscaler;
 use gsttinysam::segment::image::preprocess::{Preprocessor, SAM_PIXEL_MEAN, SAM_PIXEL_STD};
+use gsttinysam::segment::masks::postprocess::MaskUpscaler;
 use gsttinysam::segment::{
     EngineOptions, EverythingOptions, EverythingStrategy, FrameView, FrameViewMut, Geometry,
     ModelSource, OverlayStyle, PixelFormat, Prompt, SegmentOptions, Segmenter, draw_objects,

@@ -17,7 +17,6 @@
 //! `GstVideoRegionOfInterestMeta` each (see docs/element.md).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -28,10 +27,14 @@ use gst_base::subclass::prelude::*;
 use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
+use super::errors::{FrameFailure, load_error};
+use super::latency::LatencyEstimate;
 use super::meta::attach_meta;
 use super::prompt_list;
 use super::{Coordinates, EverythingMode, ExecutionProvider, MaskSelectionMode};
 use crate::segment::everything as defaults;
+use crate::segment::limits::{self, MAX_POINTS_PER_SIDE, MAX_PROMPTS_PER_BATCH, MAX_THREADS};
+use crate::segment::onnx::cancel::Canceller;
 use crate::segment::{
     self, CoordMode, EngineOptions, EverythingOptions, EverythingStrategy, ExecutionProviderKind,
     FrameView, FrameViewMut, MaskSelection, ModelSource, OverlayStyle, PixelFormat, Prompt,
@@ -41,6 +44,7 @@ use crate::segment::{
 const DEFAULT_PROMPTS: &str = "";
 const DEFAULT_COORDINATES: Coordinates = Coordinates::Pixels;
 const DEFAULT_MASK_SELECTION: MaskSelectionMode = MaskSelectionMode::Model;
+/// SAM's; a model directory's `model.json` may name another.
 const DEFAULT_MASK_THRESHOLD: f64 = 0.0;
 const DEFAULT_OVERLAY: bool = false;
 const DEFAULT_OVERLAY_ALPHA: f64 = 0.5;
@@ -48,9 +52,6 @@ const DEFAULT_OVERLAY_OUTLINE: bool = true;
 const DEFAULT_N_THREADS: u32 = 0;
 const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
 const DEFAULT_EVERYTHING_MODE: EverythingMode = EverythingMode::Hierarchical;
-/// Largest everything-mode grid (points per side) and decoder batch accepted.
-const MAX_POINTS_PER_SIDE: u32 = 256;
-const MAX_PROMPTS_PER_BATCH: u32 = 4096;
 /// Logit thresholds beyond this make every mask empty or full.
 const MAX_MASK_THRESHOLD: f64 = 100.0;
 
@@ -86,7 +87,8 @@ struct Settings {
     prompts: Arc<Vec<Prompt>>,
     coordinates: Coordinates,
     mask_selection: MaskSelectionMode,
-    mask_threshold: f64,
+    /// Set through the property; `None` uses the model's.
+    mask_threshold: Option<f64>,
     overlay: bool,
     overlay_alpha: f64,
     overlay_outline: bool,
@@ -108,7 +110,7 @@ impl Default for Settings {
             prompts: Arc::new(Vec::new()),
             coordinates: DEFAULT_COORDINATES,
             mask_selection: DEFAULT_MASK_SELECTION,
-            mask_threshold: DEFAULT_MASK_THRESHOLD,
+            mask_threshold: None,
             overlay: DEFAULT_OVERLAY,
             overlay_alpha: DEFAULT_OVERLAY_ALPHA,
             overlay_outline: DEFAULT_OVERLAY_OUTLINE,
@@ -163,7 +165,7 @@ impl Settings {
                 MaskSelectionMode::TinySam => Some(MaskSelection::TinySam),
                 MaskSelectionMode::Sam => Some(MaskSelection::Sam),
             },
-            threshold: Some(self.mask_threshold as f32),
+            threshold: self.mask_threshold.map(|t| t as f32),
             ..SegmentOptions::default()
         }
     }
@@ -177,9 +179,14 @@ impl Settings {
         };
         Some(EverythingOptions {
             strategy,
-            mask_threshold: Some(self.mask_threshold as f32),
+            mask_threshold: self.mask_threshold.map(|t| t as f32),
             ..self.everything
         })
+    }
+
+    /// Whether frames pass through untouched: nothing to segment.
+    fn idle(&self) -> bool {
+        self.prompts.is_empty() && self.everything_mode == EverythingMode::None
     }
 }
 
@@ -193,15 +200,16 @@ struct State {
 #[derive(Default)]
 pub struct TinySam {
     settings: Mutex<Settings>,
+    /// Held by the streaming thread for a whole frame.
     state: Mutex<Option<State>>,
-    /// The latency this element adds, in nanoseconds: the longest time a
-    /// frame has spent in it since start. Answers the LATENCY query.
-    latency_ns: AtomicU64,
+    /// Stops the frame in progress; outside `state`, so flushes and state
+    /// changes reach it while a frame holds `state`.
+    canceller: Mutex<Option<Canceller>>,
+    /// The latency this element adds; answers the LATENCY query.
+    latency: Mutex<LatencyEstimate>,
+    /// `model.json`'s mask threshold, for reading the property back.
+    model_mask_threshold: Mutex<Option<f64>>,
 }
-
-/// The reported latency grows in steps of at least this factor, so a live
-/// pipeline is not asked to recompute its latency on every slower frame.
-const LATENCY_STEP: f64 = 1.25;
 
 fn pixel_format(format: VideoFormat) -> Option<PixelFormat> {
     Some(match format {
@@ -275,31 +283,55 @@ impl TinySam {
                     self,
                     gst::LibraryError::Settings,
                     ("Invalid prompts: {}; keeping the previous prompts", err),
-                    ["prompts were `{}`", text]
+                    ["prompts were `{}`", limits::quote(&text)]
                 );
             }
         }
+        self.update_passthrough();
     }
 
-    /// Records how long a frame took; when that exceeds the reported latency,
-    /// raises it and asks the pipeline to recompute its latency.
-    fn note_processing_time(&self, elapsed: std::time::Duration) {
-        let elapsed = elapsed.as_nanos().min(u128::from(u64::MAX)) as u64;
-        let reported = self.latency_ns.load(Ordering::Relaxed);
-        if elapsed <= reported {
-            return;
+    /// Frames pass through untouched (no writable copy) when there is
+    /// nothing to segment.
+    fn update_passthrough(&self) {
+        let idle = self.lock_settings().idle();
+        self.obj().set_passthrough(idle);
+    }
+
+    fn canceller(&self) -> Option<Canceller> {
+        self.canceller.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Stops the frame in progress and every later one until [`Self::resume`].
+    fn cancel(&self) {
+        if let Some(canceller) = self.canceller() {
+            gst::debug!(CAT, imp = self, "Cancelling inference");
+            canceller.cancel();
         }
-        let raised = ((elapsed as f64) * LATENCY_STEP) as u64;
-        self.latency_ns.store(raised, Ordering::Relaxed);
-        gst::info!(
-            CAT,
-            imp = self,
-            "Processing takes up to {}, reporting a latency of {}",
-            gst::ClockTime::from_nseconds(elapsed),
-            gst::ClockTime::from_nseconds(raised)
-        );
-        let obj = self.obj();
-        let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+    }
+
+    fn resume(&self) {
+        if let Some(canceller) = self.canceller() {
+            canceller.reset();
+        }
+    }
+
+    /// Records how long a frame took; when the reported latency changes,
+    /// asks the pipeline to recompute its latency.
+    fn note_processing_time(&self, elapsed: std::time::Duration) {
+        let changed = self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(elapsed);
+        if let Some(latency) = changed {
+            gst::info!(
+                CAT,
+                imp = self,
+                "Frame took {elapsed:?}, reporting a latency of {latency:?}"
+            );
+            let obj = self.obj();
+            let _ = obj.post_message(gst::message::Latency::builder().src(&*obj).build());
+        }
     }
 
     /// Whether the model is loaded, so model properties can no longer change.
@@ -313,25 +345,25 @@ impl TinySam {
         state: &mut State,
         buf: &mut gst::BufferRef,
         settings: &Settings,
-    ) -> Result<Vec<SegmentedObject>, String> {
-        let info = state
-            .info
-            .clone()
-            .ok_or_else(|| "Received a buffer before caps were negotiated".to_owned())?;
-        let format = pixel_format(info.format())
-            .ok_or_else(|| format!("Unsupported format {:?}", info.format()))?;
+    ) -> Result<Vec<SegmentedObject>, FrameFailure> {
+        let info = state.info.clone().ok_or_else(|| {
+            FrameFailure::NotNegotiated("Received a buffer before caps were negotiated".to_owned())
+        })?;
+        let format = pixel_format(info.format()).ok_or_else(|| {
+            FrameFailure::NotNegotiated(format!("Unsupported format {:?}", info.format()))
+        })?;
         let yuv = colorimetry(&info);
         let (width, height) = (info.width(), info.height());
         let segmentation = {
             let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &info)
-                .map_err(|e| format!("Cannot map the frame: {e}"))?;
+                .map_err(|e| FrameFailure::Buffer(format!("Cannot map the frame: {e}")))?;
             let n = frame.n_planes() as usize;
             let mut planes = Vec::with_capacity(n);
             for i in 0..n {
                 planes.push(
                     frame
                         .plane_data(i as u32)
-                        .map_err(|e| format!("Cannot map plane {i}: {e}"))?,
+                        .map_err(|e| FrameFailure::Buffer(format!("Cannot map plane {i}: {e}")))?,
                 );
             }
             let strides: Vec<usize> = frame.plane_stride()[..n]
@@ -339,18 +371,18 @@ impl TinySam {
                 .map(|&s| s.max(0) as usize)
                 .collect();
             let view = FrameView::new(format, width, height, &planes, &strides)
-                .map_err(|e| e.to_string())?
+                .map_err(segment::Error::from)?
                 .with_colorimetry(yuv);
-            let embedding = state.segmenter.embed(&view).map_err(|e| e.to_string())?;
+            let embedding = state.segmenter.embed(&view)?;
             match settings.everything_options() {
-                Some(options) if settings.prompts.is_empty() => state
-                    .segmenter
-                    .segment_everything(&embedding, &options)
-                    .map_err(|e| e.to_string())?,
-                _ => state
-                    .segmenter
-                    .segment(&embedding, &settings.prompts, &settings.segment_options())
-                    .map_err(|e| e.to_string())?,
+                Some(options) if settings.prompts.is_empty() => {
+                    state.segmenter.segment_everything(&embedding, &options)?
+                }
+                _ => state.segmenter.segment(
+                    &embedding,
+                    &settings.prompts,
+                    &settings.segment_options(),
+                )?,
             }
         };
         for warning in &segmentation.warnings {
@@ -369,7 +401,7 @@ impl TinySam {
 
         if settings.overlay && !segmentation.objects.is_empty() {
             let mut frame = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, &info)
-                .map_err(|e| format!("Cannot map the frame writable: {e}"))?;
+                .map_err(|e| FrameFailure::Buffer(format!("Cannot map the frame writable: {e}")))?;
             let n = frame.n_planes() as usize;
             let strides: Vec<usize> = frame.plane_stride()[..n]
                 .iter()
@@ -377,7 +409,7 @@ impl TinySam {
                 .collect();
             let planes: Vec<&mut [u8]> = frame.planes_data_mut().into_iter().take(n).collect();
             let mut view = FrameViewMut::new(format, width, height, planes, &strides)
-                .map_err(|e| e.to_string())?
+                .map_err(segment::Error::from)?
                 .with_colorimetry(yuv);
             segment::draw_objects(
                 &mut view,
@@ -388,8 +420,7 @@ impl TinySam {
                 },
             );
         }
-        attach_meta(buf, width, height, &segmentation.objects)
-            .map_err(|e| format!("Cannot attach metadata: {e}"))?;
+        attach_meta(buf, width, height, &segmentation.objects)?;
         Ok(segmentation.objects)
     }
 }
@@ -406,6 +437,8 @@ impl ObjectImpl for TinySam {
         self.parent_constructed();
         // Frames that are already late downstream are dropped before inference.
         self.obj().set_qos(true);
+        // Nothing to segment until prompts or everything mode are set.
+        self.update_passthrough();
     }
 
     fn properties() -> &'static [glib::ParamSpec] {
@@ -461,7 +494,7 @@ impl ObjectImpl for TinySam {
                     .build(),
                 glib::ParamSpecDouble::builder("mask-threshold")
                     .nick("Mask threshold")
-                    .blurb("Threshold on the mask logits (SAM: 0.0)")
+                    .blurb("Threshold on the mask logits (SAM: 0.0); until set, the model's (model.json `mask_threshold`)")
                     .minimum(-MAX_MASK_THRESHOLD)
                     .maximum(MAX_MASK_THRESHOLD)
                     .default_value(DEFAULT_MASK_THRESHOLD)
@@ -496,7 +529,7 @@ impl ObjectImpl for TinySam {
                     .nick("Points per side")
                     .blurb("Everything mode: dense grid points per side (the hierarchical sparse grid has a quarter)")
                     .minimum(1)
-                    .maximum(MAX_POINTS_PER_SIDE)
+                    .maximum(MAX_POINTS_PER_SIDE as u32)
                     .default_value(defaults::DEFAULT_POINTS_PER_SIDE as u32)
                     .mutable_playing()
                     .build(),
@@ -550,14 +583,14 @@ impl ObjectImpl for TinySam {
                     .nick("Prompts per batch")
                     .blurb("Everything mode: most grid points per decoder call (batch-1 decoders take one)")
                     .minimum(1)
-                    .maximum(MAX_PROMPTS_PER_BATCH)
+                    .maximum(MAX_PROMPTS_PER_BATCH as u32)
                     .default_value(defaults::DEFAULT_PROMPTS_PER_BATCH as u32)
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecUInt::builder("n-threads")
                     .nick("Threads")
-                    .blurb("Intra-op threads per ONNX Runtime session (0 = ONNX Runtime's default)")
-                    .maximum(1024)
+                    .blurb("Intra-op threads per ONNX Runtime session (0 = ONNX Runtime's default, one per core)")
+                    .maximum(MAX_THREADS as u32)
                     .default_value(DEFAULT_N_THREADS)
                     .mutable_ready()
                     .build(),
@@ -636,7 +669,7 @@ impl ObjectImpl for TinySam {
             }
             "mask-threshold" => {
                 if let Ok(v) = value.get() {
-                    self.lock_settings().mask_threshold = v;
+                    self.lock_settings().mask_threshold = Some(v);
                 }
             }
             "overlay" => {
@@ -663,6 +696,7 @@ impl ObjectImpl for TinySam {
                 if let Ok(v) = value.get() {
                     self.lock_settings().everything_mode = v;
                 }
+                self.update_passthrough();
             }
             "points-per-side" => {
                 if let Ok(v) = value.get::<u32>() {
@@ -714,6 +748,10 @@ impl ObjectImpl for TinySam {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let model_mask_threshold = *self
+            .model_mask_threshold
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let settings = self.lock_settings();
         let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
         match pspec.name() {
@@ -724,7 +762,11 @@ impl ObjectImpl for TinySam {
             "prompt-list" => prompt_list::prompts_to_array(&settings.prompts).to_value(),
             "coordinates" => settings.coordinates.to_value(),
             "mask-selection" => settings.mask_selection.to_value(),
-            "mask-threshold" => settings.mask_threshold.to_value(),
+            "mask-threshold" => settings
+                .mask_threshold
+                .or(model_mask_threshold)
+                .unwrap_or(DEFAULT_MASK_THRESHOLD)
+                .to_value(),
             "overlay" => settings.overlay.to_value(),
             "overlay-alpha" => settings.overlay_alpha.to_value(),
             "overlay-outline" => settings.overlay_outline.to_value(),
@@ -752,6 +794,18 @@ impl ObjectImpl for TinySam {
 impl GstObjectImpl for TinySam {}
 
 impl ElementImpl for TinySam {
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        // Deactivating the pads waits for the streaming thread: stop its
+        // inference first, so the state change does not wait for a frame.
+        if transition == gst::StateChange::PausedToReady {
+            self.cancel();
+        }
+        self.parent_change_state(transition)
+    }
+
     fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
         static ELEMENT_METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
             gst::subclass::ElementMetadata::new(
@@ -787,7 +841,8 @@ impl ElementImpl for TinySam {
 impl BaseTransformImpl for TinySam {
     const MODE: gst_base::subclass::BaseTransformMode =
         gst_base::subclass::BaseTransformMode::AlwaysInPlace;
-    // Buffers get metadata (and maybe drawings), so they must be writable.
+    // Buffers get metadata (and maybe drawings), so they must be writable;
+    // passthrough is switched on only while there is nothing to segment.
     const PASSTHROUGH_ON_SAME_CAPS: bool = false;
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
@@ -795,7 +850,7 @@ impl BaseTransformImpl for TinySam {
         let settings = self.settings();
         let source = settings.model_source().map_err(|msg| {
             gst::error!(CAT, imp = self, "{msg}");
-            gst::error_msg!(gst::LibraryError::Settings, ("{msg}"))
+            gst::error_msg!(gst::ResourceError::NotFound, ("{msg}"))
         })?;
         let runtime = segment::onnx::runtime::ensure_loaded().map_err(|err| {
             gst::error!(CAT, imp = self, "{err}");
@@ -820,7 +875,7 @@ impl BaseTransformImpl for TinySam {
         };
         let (segmenter, warnings) = Segmenter::load(&source, &options).map_err(|err| {
             gst::error!(CAT, imp = self, "{err}");
-            gst::error_msg!(gst::LibraryError::Init, ["Cannot load the model: {}", err])
+            load_error(&err)
         })?;
         for warning in &warnings {
             gst::warning!(CAT, imp = self, "{warning}");
@@ -847,18 +902,35 @@ impl BaseTransformImpl for TinySam {
             model_info.decoder_layout,
             used.name()
         );
+        *self
+            .model_mask_threshold
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(f64::from(model_info.mask_threshold));
+        *self.canceller.lock().unwrap_or_else(|e| e.into_inner()) = Some(segmenter.canceller());
         *self.state() = Some(State {
             segmenter,
             info: None,
         });
+        self.update_passthrough();
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.canceller.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.state() = None;
-        self.latency_ns.store(0, Ordering::Relaxed);
+        self.latency.lock().unwrap_or_else(|e| e.into_inner()).reset();
         gst::debug!(CAT, imp = self, "Stopped");
         Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            // Not serialized: arrives while a frame may be in progress.
+            gst::EventView::FlushStart(_) => self.cancel(),
+            gst::EventView::FlushStop(_) => self.resume(),
+            _ => (),
+        }
+        self.parent_sink_event(event)
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
@@ -869,15 +941,16 @@ impl BaseTransformImpl for TinySam {
         if direction == gst::PadDirection::Src
             && let gst::QueryViewMut::Latency(q) = query.view_mut()
         {
-            let ours = gst::ClockTime::from_nseconds(self.latency_ns.load(Ordering::Relaxed));
+            let reported = self
+                .latency
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .reported();
+            let ours = gst::ClockTime::try_from(reported).unwrap_or(gst::ClockTime::MAX);
             let (live, min, max) = q.result();
-            q.set(live, min + ours, max.map(|max| max + ours));
-            gst::debug!(
-                CAT,
-                imp = self,
-                "Latency: ours {ours}, total min {}",
-                min + ours
-            );
+            let min = min.saturating_add(ours);
+            q.set(live, min, max.map(|max| max.saturating_add(ours)));
+            gst::debug!(CAT, imp = self, "Latency: ours {ours}, total min {min}");
         }
         true
     }
@@ -897,7 +970,7 @@ impl BaseTransformImpl for TinySam {
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         // Copied out so property calls never wait for inference.
         let settings = self.settings();
-        if settings.prompts.is_empty() && settings.everything_mode == EverythingMode::None {
+        if settings.idle() {
             return Ok(gst::FlowSuccess::Ok);
         }
         let started = Instant::now();
@@ -905,7 +978,7 @@ impl BaseTransformImpl for TinySam {
             let mut state = self.state();
             match state.as_mut() {
                 Some(state) => self.process(state, buf, &settings),
-                None => Err("Not started".to_owned()),
+                None => Err(FrameFailure::Flushing),
             }
         };
         // The lock is released before posting, so bus handlers cannot deadlock on it.
@@ -921,9 +994,13 @@ impl BaseTransformImpl for TinySam {
                 );
                 Ok(gst::FlowSuccess::Ok)
             }
-            Err(msg) => {
-                gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", msg]);
-                Err(gst::FlowError::Error)
+            Err(failure) => {
+                let (flow, message) = failure.into_flow();
+                match message {
+                    Some(message) => self.post_error_message(message),
+                    None => gst::debug!(CAT, imp = self, "Frame cancelled: {flow:?}"),
+                }
+                Err(flow)
             }
         }
     }

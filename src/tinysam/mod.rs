@@ -4,7 +4,9 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod errors;
 mod imp;
+mod latency;
 pub mod meta;
 mod prompt_list;
 
@@ -81,6 +83,15 @@ pub enum ExecutionProvider {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    // The property enums, so gst-inspect and documentation tools list them.
+    for enum_type in [
+        Coordinates::static_type(),
+        MaskSelectionMode::static_type(),
+        EverythingMode::static_type(),
+        ExecutionProvider::static_type(),
+    ] {
+        enum_type.mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    }
     if !gst::meta::CustomMeta::is_registered(META_NAME) {
         gst::meta::CustomMeta::register(META_NAME, &[]);
     }

@@ -28,11 +28,11 @@ use crate::segment::error::Error;
 use crate::segment::everything::{EverythingOptions, GridRound, segment_everything};
 use crate::segment::image::frame::FrameView;
 use crate::segment::image::preprocess::Preprocessor;
+use crate::segment::limits::{MAX_EVERYTHING_CANDIDATES, MAX_PROMPTS};
 use crate::segment::masks::mask::{BitMask, LowResLogits};
 use crate::segment::masks::postprocess::{MaskSelection, MaskUpscaler};
-use crate::segment::onnx::decode::decode_prompts;
-use crate::segment::limits::MAX_PROMPTS;
 use crate::segment::onnx::cancel::Canceller;
+use crate::segment::onnx::decode::decode_prompts;
 use crate::segment::onnx::engine::{Engine, EngineOptions, ExecutionProviderKind, ImageEmbedding};
 use crate::segment::onnx::model::{ModelInfo, ModelSource};
 use crate::segment::prompt::{CoordMode, Prompt};
@@ -268,12 +268,13 @@ impl Segmenter {
                         stage: "mask decoder",
                         reason: e.to_string(),
                     })?;
-                let low_res = LowResLogits::new(low_w, low_h, logits.to_vec()).ok_or_else(|| {
-                    Error::Output {
-                        stage: "mask decoder",
-                        reason: "low-res logits of the wrong size".to_owned(),
-                    }
-                })?;
+                let low_res =
+                    LowResLogits::new(low_w, low_h, logits.to_vec()).ok_or_else(|| {
+                        Error::Output {
+                            stage: "mask decoder",
+                            reason: "low-res logits of the wrong size".to_owned(),
+                        }
+                    })?;
                 if let Some(slot) = objects.get_mut(index) {
                     *slot = Some(SegmentedObject {
                         id: index,
@@ -324,9 +325,18 @@ impl Segmenter {
         self.timings.postprocess = run.postprocess;
         self.timings.decoder_calls = run.calls;
         self.timings.prompts = run.prompts;
+        let mut warnings = Vec::new();
+        if run.dropped_candidates > 0 {
+            warnings.push(format!(
+                "everything mode: {} candidate masks past the limit of {MAX_EVERYTHING_CANDIDATES} \
+                 were dropped before NMS (those with the lowest predicted IoU); raise \
+                 pred-iou-thresh or stability-score-thresh, or lower points-per-side",
+                run.dropped_candidates
+            ));
+        }
         Ok(Segmentation {
             objects: run.objects,
-            warnings: Vec::new(),
+            warnings,
         })
     }
 

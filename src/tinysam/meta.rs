@@ -44,13 +44,36 @@ fn object_structure(name: &str, object: &SegmentedObject) -> gst::Structure {
         .build()
 }
 
-/// Attaches the custom meta and one ROI meta per object.
+/// Removes the metas an upstream `tinysam` attached: with two instances in a
+/// chain, the downstream one's objects replace the upstream one's, so a
+/// reader never finds two `GstTinySamMeta` (and would get the first).
+/// Other ROI metas (a detector's) stay.
+fn remove_upstream_meta(buf: &mut gst::BufferRef) -> Result<(), glib::BoolError> {
+    if let Ok(meta) = gst::meta::CustomMeta::from_mut_buffer(buf, META_NAME) {
+        meta.remove()?;
+    }
+    buf.foreach_meta_mut(|mut meta| {
+        let ours = meta
+            .downcast_ref::<gst_video::VideoRegionOfInterestMeta>()
+            .is_some_and(|roi| roi.roi_type() == ROI_TYPE);
+        std::ops::ControlFlow::Continue(if ours {
+            gst::buffer::BufferMetaForeachAction::Remove
+        } else {
+            gst::buffer::BufferMetaForeachAction::Keep
+        })
+    });
+    Ok(())
+}
+
+/// Attaches the custom meta and one ROI meta per object, replacing any an
+/// upstream `tinysam` attached.
 pub fn attach_meta(
     buf: &mut gst::BufferRef,
     width: u32,
     height: u32,
     objects: &[SegmentedObject],
 ) -> Result<(), glib::BoolError> {
+    remove_upstream_meta(buf)?;
     let array = gst::Array::new(
         objects
             .iter()

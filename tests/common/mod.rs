@@ -5,6 +5,8 @@
 // Each test crate uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod element;
+
 use gsttinysam::segment::{FrameView, PixelFormat};
 
 /// A small deterministic generator (PCG-style LCG), so scenes are seeded.

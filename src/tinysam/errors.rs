@@ -9,7 +9,11 @@ use gst::glib;
 use crate::segment::Error;
 
 /// A new error message; `function` is the element's, for the debug log.
-fn message<T: gst::MessageErrorDomain>(domain: T, text: &str, debug: Option<&str>) -> gst::ErrorMessage {
+fn message<T: gst::MessageErrorDomain>(
+    domain: T,
+    text: &str,
+    debug: Option<&str>,
+) -> gst::ErrorMessage {
     gst::ErrorMessage::new(&domain, Some(text), debug, file!(), "tinysam", line!())
 }
 
@@ -132,6 +136,9 @@ mod tests {
         };
         let msg = load_error(&err);
         let text = format!("{msg:?}");
-        assert!(text.contains("/nowhere/encoder.onnx") && text.contains("Set `model`"), "{text}");
+        assert!(
+            text.contains("/nowhere/encoder.onnx") && text.contains("Set `model`"),
+            "{text}"
+        );
     }
 }

@@ -298,7 +298,10 @@ impl TinySam {
     }
 
     fn canceller(&self) -> Option<Canceller> {
-        self.canceller.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.canceller
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stops the frame in progress and every later one until [`Self::resume`].
@@ -918,7 +921,10 @@ impl BaseTransformImpl for TinySam {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         *self.canceller.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.state() = None;
-        self.latency.lock().unwrap_or_else(|e| e.into_inner()).reset();
+        self.latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .reset();
         gst::debug!(CAT, imp = self, "Stopped");
         Ok(())
     }

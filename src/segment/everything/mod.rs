@@ -32,10 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::segment::error::Error;
-use crate::segment::limits::MAX_EVERYTHING_CANDIDATES;
 use crate::segment::everything::nms::{Corners, box_nms};
 use crate::segment::everything::regions::remove_small_regions;
 use crate::segment::image::preprocess::Geometry;
+use crate::segment::limits::MAX_EVERYTHING_CANDIDATES;
 use crate::segment::masks::mask::{BitMask, LowResLogits};
 use crate::segment::masks::postprocess::{MaskUpscaler, low_res_stability, low_res_valid_size};
 use crate::segment::onnx::decode::decode_prompts;
@@ -237,8 +237,16 @@ impl Candidates {
             return;
         }
         let by_iou = |a: &Candidate, b: &Candidate| {
-            let score = |c: &Candidate| if c.iou.is_nan() { f32::NEG_INFINITY } else { c.iou };
-            score(b).total_cmp(&score(a)).then(a.sequence.cmp(&b.sequence))
+            let score = |c: &Candidate| {
+                if c.iou.is_nan() {
+                    f32::NEG_INFINITY
+                } else {
+                    c.iou
+                }
+            };
+            score(b)
+                .total_cmp(&score(a))
+                .then(a.sequence.cmp(&b.sequence))
         };
         self.list.sort_by(by_iou);
         self.dropped += self.list.len() - MAX_EVERYTHING_CANDIDATES;
@@ -347,7 +355,12 @@ pub(crate) fn segment_everything(
             let side = (options.points_per_side / SPARSE_GRID_DIVISOR).max(1);
             let sparse = point_grid(side, w, h);
             let mut covered = vec![false; low.0 * low.1];
-            run.round(&sparse, GridRound::Sparse, Some(&mut covered), &mut candidates)?;
+            run.round(
+                &sparse,
+                GridRound::Sparse,
+                Some(&mut covered),
+                &mut candidates,
+            )?;
             let rest: Vec<(f32, f32)> = dense
                 .into_iter()
                 .filter(|&p| !run.is_covered(&covered, p))
@@ -402,57 +415,63 @@ impl Run<'_> {
                     valid: *valid,
                     threshold: *threshold,
                 };
-                decode_prompts(engine, embedding, &prompts, o.prompts_per_batch, |slot, out| {
-                    let started = Instant::now();
-                    let point = chunk.get(slot).copied().unwrap_or_default();
-                    let outputs = if out.ious.len() > 1 {
-                        1..out.ious.len()
-                    } else {
-                        0..out.ious.len()
-                    };
-                    for mask_index in outputs {
-                        let iou = out.ious.get(mask_index).copied().unwrap_or(f32::NAN);
-                        let Some(logits) = out.mask(mask_index, cells) else {
-                            return Err(Error::Output {
-                                stage: "mask decoder",
-                                reason: format!("no logits for output {mask_index}"),
-                            });
+                decode_prompts(
+                    engine,
+                    embedding,
+                    &prompts,
+                    o.prompts_per_batch,
+                    |slot, out| {
+                        let started = Instant::now();
+                        let point = chunk.get(slot).copied().unwrap_or_default();
+                        let outputs = if out.ious.len() > 1 {
+                            1..out.ious.len()
+                        } else {
+                            0..out.ious.len()
                         };
-                        if !filter.passes(iou, logits) {
-                            continue;
+                        for mask_index in outputs {
+                            let iou = out.ious.get(mask_index).copied().unwrap_or(f32::NAN);
+                            let Some(logits) = out.mask(mask_index, cells) else {
+                                return Err(Error::Output {
+                                    stage: "mask decoder",
+                                    reason: format!("no logits for output {mask_index}"),
+                                });
+                            };
+                            if !filter.passes(iou, logits) {
+                                continue;
+                            }
+                            if let Some(coverage) = coverage.as_deref_mut() {
+                                filter.mark(coverage, logits, o.high_score_thresh);
+                            }
+                            let result = upscaler
+                                .upscale(logits, low_h, low_w, geometry, *threshold)
+                                .map_err(|e| Error::Output {
+                                    stage: "mask decoder",
+                                    reason: e.to_string(),
+                                })?;
+                            // An empty mask is no object (SAM would keep a 0x0 box).
+                            if result.area == 0 {
+                                continue;
+                            }
+                            let logits = LowResLogits::new(low_w, low_h, logits.to_vec())
+                                .ok_or_else(|| Error::Output {
+                                    stage: "mask decoder",
+                                    reason: "low-res logits of the wrong size".to_owned(),
+                                })?;
+                            candidates.push(Candidate {
+                                point,
+                                round,
+                                prompt_index: first_index + slot,
+                                mask_index,
+                                iou,
+                                logits,
+                                corners: corners(&result.mask),
+                                sequence: 0,
+                            });
                         }
-                        if let Some(coverage) = coverage.as_deref_mut() {
-                            filter.mark(coverage, logits, o.high_score_thresh);
-                        }
-                        let result = upscaler
-                            .upscale(logits, low_h, low_w, geometry, *threshold)
-                            .map_err(|e| Error::Output {
-                                stage: "mask decoder",
-                                reason: e.to_string(),
-                            })?;
-                        // An empty mask is no object (SAM would keep a 0x0 box).
-                        if result.area == 0 {
-                            continue;
-                        }
-                        let logits = LowResLogits::new(low_w, low_h, logits.to_vec())
-                            .ok_or_else(|| Error::Output {
-                                stage: "mask decoder",
-                                reason: "low-res logits of the wrong size".to_owned(),
-                            })?;
-                        candidates.push(Candidate {
-                            point,
-                            round,
-                            prompt_index: first_index + slot,
-                            mask_index,
-                            iou,
-                            logits,
-                            corners: corners(&result.mask),
-                            sequence: 0,
-                        });
-                    }
-                    postprocess += started.elapsed();
-                    Ok(())
-                })?
+                        postprocess += started.elapsed();
+                        Ok(())
+                    },
+                )?
             };
             self.out.prompts += chunk.len();
             self.out.decoder += start.elapsed().saturating_sub(postprocess);
@@ -486,10 +505,19 @@ impl Run<'_> {
         let mut slots: Vec<Option<Candidate>> = candidates.into_iter().map(Some).collect();
         let (low_h, low_w) = self.low;
         let mut kept = Vec::with_capacity(order.len());
-        for c in order.iter().filter_map(|&i| slots.get_mut(i).and_then(Option::take)) {
+        for c in order
+            .iter()
+            .filter_map(|&i| slots.get_mut(i).and_then(Option::take))
+        {
             let result = self
                 .upscaler
-                .upscale(c.logits.values(), low_h, low_w, &self.geometry, self.threshold)
+                .upscale(
+                    c.logits.values(),
+                    low_h,
+                    low_w,
+                    &self.geometry,
+                    self.threshold,
+                )
                 .map_err(|e| Error::Output {
                     stage: "mask decoder",
                     reason: e.to_string(),

@@ -58,7 +58,11 @@ impl Canceller {
         Ok(Canceller(Arc::new(Shared {
             cancelled: AtomicBool::new(false),
             plain: RunOptions::new().map_err(fail)?,
-            decoder: SelectedRunOptions(RunOptions::new().map_err(fail)?.with_outputs(decoder_outputs)),
+            decoder: SelectedRunOptions(
+                RunOptions::new()
+                    .map_err(fail)?
+                    .with_outputs(decoder_outputs),
+            ),
         })))
     }
 

@@ -19,9 +19,9 @@ use ort::session::{OutputSelector, Session, SessionOutputs};
 use ort::value::{TensorRef, ValueType};
 
 use crate::segment::error::Error;
+use crate::segment::image::preprocess::Geometry;
 use crate::segment::limits::MAX_THREADS;
 use crate::segment::onnx::cancel::Canceller;
-use crate::segment::image::preprocess::Geometry;
 use crate::segment::onnx::model::{
     self, DecoderLayout, GraphSpec, ModelInfo, ModelSource, TensorSpec,
 };

@@ -59,6 +59,24 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples.get(samples.len() / 2).copied().unwrap_or_default()
 }
 
+/// The process's peak resident memory (VmHWM), MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Resets the peak to the current resident memory (Linux's clear_refs "5")
+/// and returns it, MiB.
+fn reset_peak_rss() -> f64 {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    peak_rss_mib()
+}
+
 fn ms(d: Duration) -> String {
     format!("{:8.2} ms", d.as_secs_f64() * 1e3)
 }
@@ -286,8 +304,12 @@ fn everything_dense_vs_hierarchical() {
             stability_score_thresh: env("TINYSAM_BENCH_STABILITY")
                 .and_then(|t| t.parse().ok())
                 .unwrap_or(defaults.stability_score_thresh),
+            points_per_side: env("TINYSAM_BENCH_POINTS")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(defaults.points_per_side),
             ..defaults
         };
+        let rss_before = reset_peak_rss();
         let (mut encoder, mut decoder, mut post, mut total) = (vec![], vec![], vec![], vec![]);
         let (mut prompts, mut objects) = (vec![], vec![]);
         for scene in &scenes {
@@ -309,13 +331,17 @@ fn everything_dense_vs_hierarchical() {
         objects.sort_unstable();
         let total = median(total);
         println!(
-            "  {strategy:12?}: encoder {} prompts {:5} decoder {} post {} total {} objects {}",
+            "  {strategy:12?}: encoder {} prompts {:5} decoder {} post {} total {} objects {} \
+             peak RSS {:.0} MiB (+{:.0} over the {:.0} MiB before)",
             ms(median(encoder)),
             prompts[prompts.len() / 2],
             ms(median(decoder)),
             ms(median(post)),
             ms(total),
             objects[objects.len() / 2],
+            peak_rss_mib(),
+            peak_rss_mib() - rss_before,
+            rss_before,
         );
         totals.push(total);
     }

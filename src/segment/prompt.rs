@@ -426,7 +426,7 @@ fn parse_object(text: &str, object: usize) -> Result<Prompt, PromptError> {
             _ => {
                 return Err(error(
                     token,
-                    format!("unknown key `{key}` (expected `box`, `point` or `neg`)"),
+                    format!("unknown key `{}` (expected `box`, `point` or `neg`)", quote(&key)),
                 ));
             }
         };
@@ -467,9 +467,9 @@ fn parse_numbers(values: &str) -> Result<Vec<f32>, String> {
         .split(',')
         .map(|v| match v.parse::<f32>() {
             Ok(n) if n.is_finite() => Ok(n),
-            Ok(_) => Err(format!("`{v}` is not a finite number")),
+            Ok(_) => Err(format!("`{}` is not a finite number", quote(v))),
             Err(_) if v.is_empty() => Err("empty number (stray comma?)".to_owned()),
-            Err(_) => Err(format!("`{v}` is not a number")),
+            Err(_) => Err(format!("`{}` is not a number", quote(v))),
         })
         .collect()
 }

@@ -55,7 +55,7 @@ fn prompt_from_structure(s: &gst::StructureRef) -> Result<Prompt, String> {
     if s.name() != PROMPT_STRUCTURE {
         return Err(format!(
             "structure name `{}`, expected `{PROMPT_STRUCTURE}`",
-            s.name()
+            quote(s.name())
         ));
     }
     if let Some(field) = s
@@ -63,7 +63,8 @@ fn prompt_from_structure(s: &gst::StructureRef) -> Result<Prompt, String> {
         .find(|f| ![BOX, POINTS, NEGATIVES].contains(&f.as_str()))
     {
         return Err(format!(
-            "unknown field `{field}` (expected `{BOX}`, `{POINTS}` or `{NEGATIVES}`)"
+            "unknown field `{}` (expected `{BOX}`, `{POINTS}` or `{NEGATIVES}`)",
+            quote(field.as_str())
         ));
     }
     let mut prompt = Prompt::new();

@@ -426,7 +426,10 @@ fn parse_object(text: &str, object: usize) -> Result<Prompt, PromptError> {
             _ => {
                 return Err(error(
                     token,
-                    format!("unknown key `{}` (expected `box`, `point` or `neg`)", quote(&key)),
+                    format!(
+                        "unknown key `{}` (expected `box`, `point` or `neg`)",
+                        quote(&key)
+                    ),
                 ));
             }
         };

@@ -14,6 +14,8 @@
 //! 256x256 for a 1024 model), which the decoder accepts back as `mask_input`
 //! to refine or follow an object.
 
+use bitvec::prelude::{BitSlice, BitVec, Msb0};
+
 /// A binary mask cropped to its box (frame pixel coordinates), bit-packed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BitMask {
@@ -21,20 +23,22 @@ pub struct BitMask {
     y: u32,
     width: u32,
     height: u32,
-    bits: Vec<u8>,
-}
-
-/// Bytes needed for `count` bits.
-fn packed_len(count: usize) -> usize {
-    count.div_ceil(8)
+    /// Exactly `width * height` bits; the unused bits of the last byte are 0.
+    bits: BitVec<u8, Msb0>,
 }
 
 impl BitMask {
     /// A mask from packed bits; `None` unless `bits` holds exactly
-    /// `ceil(width * height / 8)` bytes.
+    /// `ceil(width * height / 8)` bytes. Bits past the last pixel are ignored.
     pub fn from_packed(x: u32, y: u32, width: u32, height: u32, bits: Vec<u8>) -> Option<Self> {
         let count = (width as usize).checked_mul(height as usize)?;
-        (bits.len() == packed_len(count)).then_some(BitMask {
+        if bits.len() != count.div_ceil(8) {
+            return None;
+        }
+        let mut bits = BitVec::try_from_vec(bits).ok()?;
+        bits.truncate(count);
+        bits.set_uninitialized(false);
+        Some(BitMask {
             x,
             y,
             width,
@@ -63,7 +67,7 @@ impl BitMask {
             y,
             width,
             height,
-            bits: writer.finish(),
+            bits: writer.into_bit_vec(),
         }
     }
 
@@ -89,17 +93,22 @@ impl BitMask {
 
     /// Whether no pixel is set.
     pub fn is_empty(&self) -> bool {
-        self.bits.iter().all(|&b| b == 0)
+        self.bits.not_any()
     }
 
     /// The packed bits (see the module documentation).
     pub fn bits(&self) -> &[u8] {
+        self.bits.as_raw_slice()
+    }
+
+    /// The pixels of the box, row-major, one bit each.
+    pub fn bit_slice(&self) -> &BitSlice<u8, Msb0> {
         &self.bits
     }
 
     /// The packed bits, by value.
     pub fn into_bits(self) -> Vec<u8> {
-        self.bits
+        self.bits.into_vec()
     }
 
     /// Whether pixel (`col`, `row`) of the box is set; false outside the box.
@@ -108,9 +117,7 @@ impl BitMask {
             return false;
         }
         let index = row as usize * self.width as usize + col as usize;
-        self.bits
-            .get(index / 8)
-            .is_some_and(|byte| byte & (0x80 >> (index % 8)) != 0)
+        self.bits.get(index).is_some_and(|bit| *bit)
     }
 
     /// Whether frame pixel (`x`, `y`) is set.
@@ -123,38 +130,35 @@ impl BitMask {
 
     /// Number of set pixels.
     pub fn count_ones(&self) -> u64 {
-        self.bits.iter().map(|b| u64::from(b.count_ones())).sum()
+        self.bits.count_ones() as u64
     }
 }
 
-/// Appends bits MSB-first into bytes.
+/// Appends bits MSB-first into bytes, without padding between rows.
 pub(crate) struct BitWriter {
-    bytes: Vec<u8>,
-    len: usize,
+    bits: BitVec<u8, Msb0>,
 }
 
 impl BitWriter {
     pub(crate) fn with_capacity(bits: usize) -> Self {
         BitWriter {
-            bytes: Vec::with_capacity(packed_len(bits)),
-            len: 0,
+            bits: BitVec::with_capacity(bits),
         }
     }
 
     #[inline]
     pub(crate) fn push(&mut self, bit: bool) {
-        let shift = 7 - (self.len % 8);
-        if shift == 7 {
-            self.bytes.push(0);
-        }
-        if bit && let Some(last) = self.bytes.last_mut() {
-            *last |= 1 << shift;
-        }
-        self.len += 1;
+        self.bits.push(bit);
     }
 
+    /// The bytes written, the unused bits of the last one 0.
     pub(crate) fn finish(self) -> Vec<u8> {
-        self.bytes
+        self.into_bit_vec().into_vec()
+    }
+
+    fn into_bit_vec(mut self) -> BitVec<u8, Msb0> {
+        self.bits.set_uninitialized(false);
+        self.bits
     }
 }
 
@@ -224,6 +228,34 @@ mod tests {
             }
         }
         assert!(BitMask::from_packed(0, 0, 3, 3, vec![0]).is_none());
+    }
+
+    #[test]
+    fn bits_past_the_last_pixel_are_zero_and_ignored() {
+        let mask = BitMask::from_packed(0, 0, 3, 1, vec![0b1011_1111]).unwrap();
+        assert_eq!(mask.bits(), &[0b1010_0000]);
+        assert_eq!(mask.count_ones(), 2);
+        assert_eq!(mask.bit_slice().len(), 3);
+        assert!(mask.get(0, 0) && !mask.get(1, 0) && mask.get(2, 0));
+        assert!(!mask.get(3, 0));
+        assert!(
+            BitMask::from_packed(0, 0, 3, 1, vec![0b0001_1111])
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(BitMask::default().bits(), &[] as &[u8]);
+        assert!(BitMask::default().is_empty());
+
+        let mut writer = BitWriter::with_capacity(10);
+        for bit in [
+            true, false, true, true, false, false, false, false, true, true,
+        ] {
+            writer.push(bit);
+        }
+        assert_eq!(writer.finish(), [0b1011_0000, 0b1100_0000]);
+        let mask = BitMask::from_fn(0, 0, 5, 2, |c, r| c == 4 || r == 1);
+        assert_eq!(mask.clone().into_bits(), [0b0000_1111, 0b1100_0000]);
+        assert_eq!(mask.count_ones(), 6);
     }
 
     #[test]

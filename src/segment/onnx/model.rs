@@ -13,7 +13,7 @@
 //! them and supplies what graphs leave dynamic.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -159,11 +159,18 @@ impl ModelMetadata {
                 ))
             })?;
         }
-        if let Some(std) = meta.pixel_std
-            && std.iter().any(|s| !s.is_finite() || *s == 0.0)
+        if let Some(mean) = meta.pixel_mean
+            && mean.iter().any(|m| !m.is_finite())
         {
             return Err(error(format!(
-                "`pixel_std` {std:?} has a zero or non-finite value"
+                "`pixel_mean` {mean:?} has a non-finite value"
+            )));
+        }
+        if let Some(std) = meta.pixel_std
+            && std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(error(format!(
+                "`pixel_std` {std:?} must hold finite values above 0 (each pixel is divided by it)"
             )));
         }
         if let Some(t) = meta.mask_threshold
@@ -183,16 +190,33 @@ impl ModelMetadata {
             ("split_decoder.image", split.map(|s| &s.image)),
             ("split_decoder.prompt", split.map(|s| &s.prompt)),
         ] {
-            if let Some(name) = name
-                && (name.is_empty() || Path::new(name).is_absolute())
-            {
+            if let Some(why) = name.and_then(|name| outside_directory(name)) {
                 return Err(error(format!(
-                    "`{field}` must be a file name relative to the model directory, got \"{name}\""
+                    "`{field}` must name a file inside the model directory, relative to it: {why}"
                 )));
             }
         }
         Ok(meta)
     }
+}
+
+/// Why the `model.json` file name `name` may point outside the model
+/// directory; `None` when it stays inside. (Symbolic links are followed: a
+/// model directory may well be a cache snapshot of links to shared blobs.)
+fn outside_directory(name: &str) -> Option<String> {
+    let path = Path::new(name);
+    if name.is_empty() {
+        return Some("it is empty".to_owned());
+    }
+    if path.has_root() || path.is_absolute() {
+        return Some(format!("\"{name}\" is an absolute path"));
+    }
+    if path.components().any(|c| c == Component::ParentDir) {
+        return Some(format!(
+            "\"{name}\" has a `..` component, which leads out of it"
+        ));
+    }
+    None
 }
 
 /// The files a [`ModelSource`] resolves to.
@@ -1112,6 +1136,95 @@ mod tests {
             parse(r#"{"format": "tinysam-model", "format_version": 1, "pixel_std": [1, 0, 1]}"#)
                 .contains("`pixel_std`")
         );
+    }
+
+    #[test]
+    fn metadata_file_names_stay_inside_the_directory() {
+        let parse = |fields: &str| {
+            ModelMetadata::parse(
+                &format!(r#"{{"format": "tinysam-model", "format_version": 1, {fields}}}"#),
+                Path::new("/m/model.json"),
+            )
+        };
+        let split = |image: &str, prompt: &str| {
+            format!(
+                r#""split_decoder": {{"image": "{image}", "prompt": "{prompt}", "image_outputs": ["e"]}}"#
+            )
+        };
+        let refused = [
+            (
+                r#""encoder": "/etc/passwd""#.to_owned(),
+                "`encoder`",
+                "is an absolute path",
+            ),
+            (
+                r#""decoder": "../other/decoder.onnx""#.to_owned(),
+                "`decoder`",
+                "`..`",
+            ),
+            (
+                r#""decoder": "sub/../../decoder.onnx""#.to_owned(),
+                "`decoder`",
+                "`..`",
+            ),
+            (r#""encoder": """#.to_owned(), "`encoder`", "it is empty"),
+            (
+                split("/tmp/image.onnx", "p.onnx"),
+                "`split_decoder.image`",
+                "absolute",
+            ),
+            (
+                split("i.onnx", "../p.onnx"),
+                "`split_decoder.prompt`",
+                "`..`",
+            ),
+        ];
+        for (fields, field, why) in refused {
+            let err = parse(&fields).unwrap_err();
+            let Error::Metadata { path, reason } = &err else {
+                panic!("{fields}: unexpected error {err:?}");
+            };
+            assert_eq!(path, Path::new("/m/model.json"));
+            assert!(reason.starts_with(field), "{fields}: {reason}");
+            assert!(reason.contains("inside the model directory"), "{reason}");
+            assert!(reason.contains(why), "{fields}: {reason}");
+        }
+        let meta = parse(&format!(
+            r#""encoder": "./onnx/encoder.onnx", "decoder": "decoder..v2.onnx", {}"#,
+            split("split/image.onnx", "split/prompt.onnx")
+        ))
+        .unwrap();
+        assert_eq!(meta.encoder.as_deref(), Some("./onnx/encoder.onnx"));
+        assert_eq!(meta.decoder.as_deref(), Some("decoder..v2.onnx"));
+    }
+
+    #[test]
+    fn normalisation_must_be_usable() {
+        let parse = |fields: &str| {
+            ModelMetadata::parse(
+                &format!(r#"{{"format": "tinysam-model", "format_version": 1, {fields}}}"#),
+                Path::new("/m/model.json"),
+            )
+        };
+        for std in [
+            "[1, 0, 1]",
+            "[58.4, -57.1, 57.4]",
+            "[1, 1e39, 1]",
+            "[-0.0, 1, 1]",
+        ] {
+            let err = parse(&format!(r#""pixel_std": {std}"#)).unwrap_err();
+            assert!(matches!(err, Error::Metadata { .. }), "{std}: {err:?}");
+            let text = err.to_string();
+            assert!(text.contains("`pixel_std`"), "{std}: {text}");
+            assert!(text.contains("finite values above 0"), "{std}: {text}");
+        }
+        let err = parse(r#""pixel_mean": [1e39, 0, 0]"#).unwrap_err();
+        assert!(matches!(err, Error::Metadata { .. }), "{err:?}");
+        assert!(err.to_string().contains("`pixel_mean`"), "{err}");
+        assert!(err.to_string().contains("non-finite"), "{err}");
+        let meta = parse(r#""pixel_mean": [-1, 0, 255], "pixel_std": [0.001, 1, 300]"#).unwrap();
+        assert_eq!(meta.pixel_mean, Some([-1.0, 0.0, 255.0]));
+        assert_eq!(meta.pixel_std, Some([0.001, 1.0, 300.0]));
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod masks;
 pub mod onnx;
 pub mod prompt;
 pub mod segmenter;
+pub mod video;
 
 pub use error::{Error, LayoutMismatch};
 pub use everything::{EverythingOptions, EverythingStrategy, GridRound};

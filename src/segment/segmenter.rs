@@ -24,10 +24,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ndarray::Array4;
+
 use crate::segment::error::Error;
 use crate::segment::everything::{EverythingOptions, GridRound, segment_everything};
 use crate::segment::image::frame::FrameView;
-use crate::segment::image::preprocess::Preprocessor;
+use crate::segment::image::preprocess::{Geometry, Preprocessor};
 use crate::segment::limits::{MAX_EVERYTHING_CANDIDATES, MAX_PROMPTS};
 use crate::segment::masks::mask::{BitMask, LowResLogits};
 use crate::segment::masks::postprocess::{MaskSelection, MaskUpscaler};
@@ -199,6 +201,38 @@ impl Segmenter {
         self.timings.conversion = pre.conversion;
         self.timings.resize = pre.resize;
         self.timings.normalise = pre.normalise;
+        self.timings.encoder = start.elapsed();
+        Ok(embedding)
+    }
+
+    /// A pre-processor for this model, for a thread that sees the pixels
+    /// while the encoder runs on another ([`Self::embed_tensor`]).
+    pub fn new_preprocessor(&self) -> Result<Preprocessor, Error> {
+        let info = self.engine.info();
+        Ok(Preprocessor::new(
+            info.input_size,
+            info.pixel_mean,
+            info.pixel_std,
+        )?)
+    }
+
+    /// Runs the image encoder on a model input made by a
+    /// [`new_preprocessor`](Self::new_preprocessor) of this model.
+    pub fn embed_tensor(
+        &mut self,
+        tensor: &Array4<f32>,
+        geometry: Geometry,
+    ) -> Result<ImageEmbedding, Error> {
+        let s = self.engine.info().input_size as usize;
+        if tensor.shape() != [1, 3, s, s] || geometry.input_size as usize != s {
+            return Err(Error::Embedding(format!(
+                "model input of shape {:?} for input size {}, the model's is [1, 3, {s}, {s}]",
+                tensor.shape(),
+                geometry.input_size
+            )));
+        }
+        let start = Instant::now();
+        let embedding = self.engine.encode(tensor, geometry)?;
         self.timings.encoder = start.elapsed();
         Ok(embedding)
     }

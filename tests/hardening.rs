@@ -299,8 +299,8 @@ fn a_second_instance_replaces_the_first_ones_metadata() {
     init();
     let model = model_dir().display().to_string();
     let mut h = Harness::new_parse(&format!(
-        "tinysam model=\"{model}\" prompts=\"{BOX_PROMPT}\" \
-         ! tinysam model=\"{model}\" prompts=\"point=20,20\""
+        "tinysam model=\"{model}\" processing=sync prompts=\"{BOX_PROMPT}\" \
+         ! tinysam model=\"{model}\" processing=sync prompts=\"point=20,20\""
     ));
     h.set_src_caps_str(&rgba_caps());
     let out = h

@@ -1,23 +1,46 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The metadata the element attaches to each processed frame: one
 //! `GstTinySamMeta` custom meta holding every object (structure
-//! `tinysam/objects`), and one `GstVideoRegionOfInterestMeta` per object with
-//! a `tinysam/mask` parameter. docs/element.md documents the layout.
+//! `tinysam/objects`, with how old the masks are), and one
+//! `GstVideoRegionOfInterestMeta` per object with a `tinysam/mask`
+//! parameter. docs/element.md documents the layout.
 
 use gst::glib;
 
 use super::META_NAME;
-use crate::segment::{GridRound, ObjectOrigin, SegmentedObject};
+use crate::segment::video::TrackedObject;
+use crate::segment::{GridRound, ObjectOrigin};
+
+/// The masks a frame carries and where they come from.
+pub struct FrameMasks<'a> {
+    pub objects: &'a [TrackedObject],
+    /// The pts of the frame whose pixels produced them.
+    pub inference_pts: Option<gst::ClockTime>,
+    /// Whether that frame is this one.
+    pub computed: bool,
+}
 
 /// ROI type of the per-object region-of-interest metas.
 const ROI_TYPE: &str = "tinysam";
 
+/// The object's stable id as the metadata's uint.
+fn object_id(tracked: &TrackedObject) -> u32 {
+    u32::try_from(tracked.id).unwrap_or(u32::MAX)
+}
+
 /// The fields shared by the custom meta's objects and the ROI params.
-fn object_structure(name: &str, object: &SegmentedObject) -> gst::Structure {
+fn object_structure(name: &str, tracked: &TrackedObject) -> gst::Structure {
+    let object = &tracked.object;
     let mask = &object.mask;
     let builder = gst::Structure::builder(name)
-        .field("id", object.id as u32)
-        .field("prompt-index", object.prompt_index as i32);
+        .field("id", object_id(tracked))
+        .field(
+            "prompt-index",
+            tracked
+                .prompt_index
+                .map_or(object.prompt_index as i32, |i| i as i32),
+        )
+        .field("state", tracked.state.as_str());
     let builder = match object.origin {
         ObjectOrigin::Prompt { .. } => builder.field("source", "prompt"),
         ObjectOrigin::Everything { point, round } => builder
@@ -71,9 +94,10 @@ pub fn attach_meta(
     buf: &mut gst::BufferRef,
     width: u32,
     height: u32,
-    objects: &[SegmentedObject],
+    masks: &FrameMasks<'_>,
 ) -> Result<(), glib::BoolError> {
     remove_upstream_meta(buf)?;
+    let objects = masks.objects;
     let array = gst::Array::new(
         objects
             .iter()
@@ -86,17 +110,25 @@ pub fn attach_meta(
         s.set("frame-width", width);
         s.set("frame-height", height);
         s.set("count", objects.len() as u32);
+        // GST_CLOCK_TIME_NONE when no inference has finished yet.
+        s.set(
+            "inference-pts",
+            masks
+                .inference_pts
+                .map_or(u64::MAX, gst::ClockTime::nseconds),
+        );
+        s.set("computed", masks.computed);
         s.set("objects", array);
     }
-    for object in objects {
-        let mask = &object.mask;
+    for tracked in objects {
+        let mask = &tracked.object.mask;
         let mut roi = gst_video::VideoRegionOfInterestMeta::add(
             buf,
             ROI_TYPE,
             (mask.x(), mask.y(), mask.width(), mask.height()),
         );
-        roi.set_id(object.id as i32);
-        let mut param = object_structure("tinysam/mask", object);
+        roi.set_id(i32::try_from(tracked.id).unwrap_or(i32::MAX));
+        let mut param = object_structure("tinysam/mask", tracked);
         // The ROI already holds the box and the prompt index is in the custom meta.
         for field in [
             "x",
@@ -108,6 +140,7 @@ pub fn attach_meta(
             "grid-x",
             "grid-y",
             "grid-round",
+            "state",
         ] {
             param.remove_field(field);
         }

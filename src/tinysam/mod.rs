@@ -5,10 +5,15 @@ use gst::glib;
 use gst::prelude::*;
 
 mod errors;
+mod frames;
 mod imp;
+mod inference;
 mod latency;
 pub mod meta;
 mod prompt_list;
+mod schedule;
+mod settings;
+mod worker;
 
 /// Name of the custom meta carrying all objects of a frame.
 pub const META_NAME: &str = "GstTinySamMeta";
@@ -82,6 +87,26 @@ pub enum ExecutionProvider {
     OpenVino = 3,
 }
 
+/// Where inference runs.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstTinySamProcessing")]
+pub enum Processing {
+    #[default]
+    #[enum_value(name = "Async for live sources, sync otherwise", nick = "auto")]
+    Auto = 0,
+    #[enum_value(
+        name = "On the streaming thread: each frame leaves with its own masks",
+        nick = "sync"
+    )]
+    Sync = 1,
+    #[enum_value(
+        name = "On a worker thread: frames leave at once with the newest masks",
+        nick = "async"
+    )]
+    Async = 2,
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     // The property enums, so gst-inspect and documentation tools list them.
     for enum_type in [
@@ -89,6 +114,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         MaskSelectionMode::static_type(),
         EverythingMode::static_type(),
         ExecutionProvider::static_type(),
+        Processing::static_type(),
     ] {
         enum_type.mark_as_plugin_api(gst::PluginAPIFlags::empty());
     }

@@ -174,14 +174,18 @@ pub fn rgba_caps() -> String {
 
 /// A tinysam element with the fixture model and `properties` (name and
 /// value, as on a `gst-launch` line). Outside a pipeline an element has no
-/// bus, so it gets one of its own for its warnings and messages.
+/// bus, so it gets one of its own for its warnings and messages. The
+/// harness's source says it is live, so `processing` is `sync` (each frame
+/// leaves with its own masks) unless `properties` say otherwise.
 pub fn tinysam(properties: &[(&str, &str)]) -> gst::Element {
     init();
     let model = model_dir().display().to_string();
     let sam = properties
         .iter()
         .fold(
-            gst::ElementFactory::make("tinysam").property("model", model.as_str()),
+            gst::ElementFactory::make("tinysam")
+                .property("model", model.as_str())
+                .property_from_str("processing", "sync"),
             |builder, (name, value)| builder.property_from_str(name, value),
         )
         .build()

@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: Apache-2.0
+//! Benchmarks of the element on video (issue #10): printed, never asserted.
+//!
+//! ```sh
+//! TINYSAM_BENCH_MODEL=/tmp/tinysam-random-1024 \
+//!     cargo test --release --test live_bench -- --ignored --nocapture --test-threads=1
+//! ```
+//!
+//! - `live_sync_vs_async`: a live 1280x720 30 fps source for
+//!   `TINYSAM_BENCH_SECONDS` (20) seconds through `processing=sync` and then
+//!   `processing=async`, into a `sync=true` sink: frames delivered out of
+//!   frames produced, inferences per second, mean and max mask age.
+//! - `everything_grid_every_frame_vs_tracking`: everything mode on a moving
+//!   scene, ms per frame with the grid on every inference against the grid
+//!   every `everything-interval` inferences plus tracking.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+
+use common::element::{init, model_dir};
+
+fn bench_model() -> String {
+    std::env::var("TINYSAM_BENCH_MODEL").unwrap_or_else(|_| model_dir().display().to_string())
+}
+
+/// The CPU's model name and the SIMD flags that matter to ONNX Runtime.
+fn cpu() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_default();
+    let flags: Vec<&str> = info
+        .lines()
+        .find_map(|l| l.strip_prefix("flags"))
+        .map(|f| {
+            f.split_whitespace()
+                .filter(|f| {
+                    [
+                        "avx2",
+                        "fma",
+                        "avx512f",
+                        "avx512_vnni",
+                        "avx_vnni",
+                        "amx_tile",
+                    ]
+                    .contains(f)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "{model}; {} cores; {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        flags.join(" ")
+    )
+}
+
+#[derive(Debug, Default)]
+struct Delivered {
+    frames: u64,
+    /// Age of each frame's masks (pts minus the pts they were computed from).
+    ages: Vec<Duration>,
+    inferences: std::collections::BTreeSet<u64>,
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn live_sync_vs_async() {
+    init();
+    let seconds: u64 = std::env::var("TINYSAM_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let frames = seconds * 30;
+    println!("CPU: {}", cpu());
+    println!(
+        "live 1280x720 at 30 fps, {seconds} s ({frames} frames), model {}, one point prompt:",
+        bench_model()
+    );
+    println!("  mode   delivered   inferences/s   mean age ms   max age ms   wall s");
+    for mode in ["sync", "async"] {
+        let description = format!(
+            "videotestsrc is-live=true num-buffers={frames} pattern=ball \
+             ! video/x-raw,format=NV12,width=1280,height=720,framerate=30/1 \
+             ! tinysam model=\"{}\" processing={mode} prompts=\"point=640,360\" everything-mode=none \
+             ! fakesink name=sink sync=true qos=true",
+            bench_model()
+        );
+        let pipeline = gst::parse::launch(&description)
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+        let delivered = Arc::new(Mutex::new(Delivered::default()));
+        let theirs = Arc::clone(&delivered);
+        pipeline
+            .by_name("sink")
+            .unwrap()
+            .static_pad("sink")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let Some(buffer) = info.buffer() else {
+                    return gst::PadProbeReturn::Ok;
+                };
+                let mut d = theirs.lock().unwrap();
+                d.frames += 1;
+                if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta")
+                    && let Ok(from) = meta.structure().get::<u64>("inference-pts")
+                    && from != u64::MAX
+                    && let Some(pts) = buffer.pts()
+                {
+                    d.ages
+                        .push(Duration::from_nanos(pts.nseconds().saturating_sub(from)));
+                    d.inferences.insert(from);
+                }
+                gst::PadProbeReturn::Ok
+            });
+        let started = Instant::now();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let _ = bus.timed_pop_filtered(
+            gst::ClockTime::from_seconds(seconds * 3 + 60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        let wall = started.elapsed();
+        pipeline.set_state(gst::State::Null).unwrap();
+        let d = delivered.lock().unwrap();
+        let mean = d.ages.iter().sum::<Duration>().as_secs_f64() / d.ages.len().max(1) as f64;
+        let max = d.ages.iter().max().copied().unwrap_or_default();
+        println!(
+            "  {mode:5}  {:4}/{frames} ({:5.1}%)   {:6.2}        {:8.0}     {:8.0}   {:5.1}",
+            d.frames,
+            100.0 * d.frames as f64 / frames as f64,
+            d.inferences.len() as f64 / wall.as_secs_f64(),
+            mean * 1e3,
+            max.as_secs_f64() * 1e3,
+            wall.as_secs_f64()
+        );
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn everything_grid_every_frame_vs_tracking() {
+    init();
+    let frames = 20;
+    println!("CPU: {}", cpu());
+    println!(
+        "everything mode on {frames} frames of videotestsrc pattern=ball 320x240, fixture model, \
+         points-per-side 16, thresholds 0.75 / 0.9:"
+    );
+    let mut per_frame = Vec::new();
+    for interval in [1, 10] {
+        let description = format!(
+            "videotestsrc num-buffers={frames} pattern=ball \
+             ! video/x-raw,format=RGBA,width=320,height=240,framerate=30/1 \
+             ! tinysam model=\"{}\" processing=sync points-per-side=16 \
+               pred-iou-thresh=0.75 stability-score-thresh=0.9 everything-interval={interval} \
+             ! fakesink sync=false",
+            model_dir().display()
+        );
+        let pipeline = gst::parse::launch(&description).unwrap();
+        let started = Instant::now();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let _ = pipeline.bus().unwrap().timed_pop_filtered(
+            gst::ClockTime::from_seconds(600),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        let ms = started.elapsed().as_secs_f64() * 1e3 / f64::from(frames);
+        pipeline.set_state(gst::State::Null).unwrap();
+        println!("  grid every {interval:2} inference(s): {ms:7.1} ms per frame");
+        per_frame.push(ms);
+    }
+    println!("  ratio: {:.2}x", per_frame[0] / per_frame[1]);
+}

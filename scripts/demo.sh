@@ -3,14 +3,17 @@
 # The main job: runs tinysam with the bundled model in a gst-launch-1.0
 # pipeline (plugin from the release build) on SMPTE colour bars, with three
 # prompted bars drawn as an overlay, and writes the frames to out/demo-NNN.png;
-# then one frame without prompts in everything mode, to out/demo-everything.png.
+# then one frame without prompts in everything mode, to out/demo-everything.png;
+# then the moving ball of videotestsrc followed from one point prompt on the
+# first frame, to out/demo-tracking.webm and a strip of frames,
+# out/demo-tracking-strip.png.
 # Run through `make demo`, which sets up and builds first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=out
 mkdir -p "$OUT"
-rm -f "$OUT"/demo-*.png
+rm -f "$OUT"/demo-*.png "$OUT"/demo-tracking*
 
 # The plugin from target/release only; a private registry keeps the user's clean.
 export GST_PLUGIN_PATH=$PWD/target/release
@@ -32,4 +35,42 @@ gst-launch-1.0 -q \
         stability-score-thresh=0.9 overlay=true \
     ! videoconvert ! pngenc ! filesink location="$OUT/demo-everything.png"
 
+# Tracking: where the ball is on the first frame (its bright pixels' centre).
+BALL_CAPS="video/x-raw,format=RGB,width=320,height=240,framerate=30/1"
+gst-launch-1.0 -q videotestsrc num-buffers=1 pattern=ball ! "$BALL_CAPS" \
+    ! filesink location="$OUT/demo-tracking-first.rgb"
+START=$(.venv/bin/python - "$OUT/demo-tracking-first.rgb" <<'PY'
+import sys
+import numpy as np
+rgb = np.fromfile(sys.argv[1], np.uint8).reshape(240, 320, 3)
+ys, xs = np.nonzero(rgb.astype(int).sum(axis=2) > 384)
+print(f"{xs.mean():.0f},{ys.mean():.0f}")
+PY
+)
+rm -f "$OUT/demo-tracking-first.rgb"
+# One point on the first frame; the element follows the ball from there.
+gst-launch-1.0 -q \
+    videotestsrc num-buffers=90 pattern=ball ! "$BALL_CAPS" ! videoconvert ! video/x-raw,format=RGBA \
+    ! tinysam model="$MODEL" processing=sync prompts="point=$START" overlay=true overlay-alpha=0.6 \
+    ! videoconvert ! tee name=t \
+    t. ! queue ! vp8enc deadline=1 ! webmmux ! filesink location="$OUT/demo-tracking.webm" \
+    t. ! queue ! videorate drop-only=true ! video/x-raw,framerate=3/1 ! videoconvert ! video/x-raw,format=RGB \
+        ! multifilesink location="$OUT/demo-tracking-%02d.rgb"
+# Six frames a third of a second apart, side by side.
+.venv/bin/python - "$OUT" <<'PY'
+import glob, sys
+import numpy as np
+from PIL import Image
+out = sys.argv[1]
+names = sorted(glob.glob(f"{out}/demo-tracking-*.rgb"))
+frames = [np.fromfile(n, np.uint8).reshape(240, 320, 3) for n in names[:6]]
+gap = np.full((240, 4, 3), 255, np.uint8)
+strip = np.concatenate([x for f in frames for x in (f, gap)][:-1], axis=1)
+Image.fromarray(strip).save(f"{out}/demo-tracking-strip.png")
+for n in names:
+    import os
+    os.remove(n)
+PY
+
 echo "wrote $(ls "$OUT"/demo-[0-9]*.png | wc -l) frames to $OUT/demo-000.png ... and $OUT/demo-everything.png (open them with any image viewer)"
+echo "wrote $OUT/demo-tracking.webm (the ball followed from one point) and $OUT/demo-tracking-strip.png"

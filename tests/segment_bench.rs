@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use gsttinysam::segment::image::preprocess::{Preprocessor, SAM_PIXEL_MEAN, SAM_PIXEL_STD};
 use gsttinysam::segment::masks::postprocess::MaskUpscaler;
+use gsttinysam::segment::video::{TrackState, TrackedObject};
 use gsttinysam::segment::{
     EngineOptions, EverythingOptions, EverythingStrategy, FrameView, FrameViewMut, Geometry,
     ModelSource, OverlayStyle, PixelFormat, Prompt, SegmentOptions, Segmenter, draw_objects,
 };
-use gsttinysam::tinysam::meta::attach_meta;
+use gsttinysam::tinysam::meta::{FrameMasks, attach_meta};
 
 const RUNS: usize = 15;
 
@@ -232,8 +233,23 @@ fn frame_stages_at_720p_and_1080p() {
             let overlay = overlay_start.elapsed();
 
             let mut buffer = gst::Buffer::new();
+            let tracked: Vec<TrackedObject> = result
+                .objects
+                .iter()
+                .map(|o| TrackedObject {
+                    id: o.id as u64,
+                    object: o.clone(),
+                    state: TrackState::Acquired,
+                    prompt_index: Some(o.prompt_index),
+                })
+                .collect();
+            let masks = FrameMasks {
+                objects: &tracked,
+                inference_pts: None,
+                computed: true,
+            };
             let meta_start = Instant::now();
-            attach_meta(buffer.get_mut().unwrap(), w, h, &result.objects).unwrap();
+            attach_meta(buffer.get_mut().unwrap(), w, h, &masks).unwrap();
             let meta = meta_start.elapsed();
 
             let total = start.elapsed();

@@ -155,6 +155,7 @@ def ellipse_frame():
 
 FIELD_TYPES = {
     "id": GObject.TYPE_UINT, "prompt-index": GObject.TYPE_INT, "source": GObject.TYPE_STRING,
+    "state": GObject.TYPE_STRING,
     "x": GObject.TYPE_INT, "y": GObject.TYPE_INT, "width": GObject.TYPE_INT, "height": GObject.TYPE_INT,
     "iou": GObject.TYPE_DOUBLE, "stability": GObject.TYPE_DOUBLE, "area": GObject.TYPE_UINT64,
     "mask": GLib.Bytes.__gtype__,
@@ -170,6 +171,9 @@ def test_metadata_read_from_python(doc):
     # The structure itself, field by field, with the documented types.
     s = buf.get_custom_meta("GstTinySamMeta").get_structure()
     assert s.get_name() == "tinysam/objects"
+    # One frame of a file-like source: its own masks, computed for it.
+    assert s.get_boolean("computed") == (True, True)
+    assert s.get_uint64("inference-pts") == (True, buf.pts)
     assert s.get_uint("frame-width") == (True, W)
     assert s.get_uint("frame-height") == (True, H)
     ok, arr = s.get_array("objects")  # with and without gst-python's overrides

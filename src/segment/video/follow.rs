@@ -67,7 +67,19 @@ pub(crate) fn decode(
 ) -> Result<Decoded, Error> {
     let prompts: Vec<Prompt> = plans.iter().map(|p| p.prompt.clone()).collect();
     let result = segmenter.segment(embedding, &prompts, options)?;
-    let judge = |track: &Track, object: &SegmentedObject| {
+    let judge = |track: &Track, plan: &Plan, object: &SegmentedObject| {
+        // The user's prompt as given, on its first frame or with tracking
+        // off, is SAM's answer: kept whatever its scores, as a single frame
+        // would keep it; only an empty mask is no object.
+        let as_given =
+            plan.via == TrackState::Acquired && (track.last.is_none() || !rules.with_reference);
+        if as_given {
+            return if object.area == 0 {
+                Err(LossReason::Vanished)
+            } else {
+                Ok(())
+            };
+        }
         let reference = if rules.with_reference {
             track.last.as_ref()
         } else {
@@ -77,8 +89,9 @@ pub(crate) fn decode(
     };
     let verdicts: Vec<Result<(), LossReason>> = tracks
         .iter()
+        .zip(plans)
         .zip(&result.objects)
-        .map(|(t, o)| judge(t, o))
+        .map(|((t, p), o)| judge(t, p, o))
         .collect();
     let mut decoded = Decoded {
         objects: result.objects,
@@ -107,10 +120,10 @@ pub(crate) fn decode(
     decoded.prompts += prompts.len();
     decoded.warnings.extend(second.warnings);
     for ((i, _), object) in retry.iter().zip(second.objects) {
-        let Some(track) = tracks.get(*i) else {
+        let (Some(track), Some(plan)) = (tracks.get(*i), plans.get(*i)) else {
             continue;
         };
-        let verdict = judge(track, &object);
+        let verdict = judge(track, plan, &object);
         if verdict.is_ok()
             && let (Some(slot), Some(v)) =
                 (decoded.objects.get_mut(*i), decoded.verdicts.get_mut(*i))

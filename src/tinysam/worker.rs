@@ -137,6 +137,12 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
 
     /// Ends the thread after its current job (cancel that first) and joins it.
     pub fn stop(&mut self) {
+        self.shut_down();
+    }
+}
+
+impl<J, R> Worker<J, R> {
+    fn shut_down(&mut self) {
         {
             let mut mailbox = self.shared.lock();
             mailbox.stopping = true;
@@ -152,15 +158,7 @@ impl<J: Send + 'static, R: Send + 'static> Worker<J, R> {
 
 impl<J, R> Drop for Worker<J, R> {
     fn drop(&mut self) {
-        {
-            let mut mailbox = self.shared.lock();
-            mailbox.stopping = true;
-            mailbox.job = None;
-            self.shared.wake.notify_all();
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.shut_down();
     }
 }
 

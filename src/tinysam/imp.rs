@@ -110,7 +110,7 @@ impl TinySam {
                     prompts.len()
                 );
                 let mut settings = self.lock_settings();
-                settings.prompts_text = text;
+                settings.prompts_text = text.into();
                 settings.prompts = Arc::new(prompts);
             }
             Err(err) => {

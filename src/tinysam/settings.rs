@@ -44,7 +44,7 @@ pub struct Settings {
     pub decoder_model: Option<PathBuf>,
     /// The prompts as set through `prompts`, or their text form when set
     /// through `prompt-list`.
-    pub prompts_text: String,
+    pub prompts_text: Arc<str>,
     /// The current prompts; shared so copying the settings per buffer is cheap.
     pub prompts: Arc<Vec<Prompt>>,
     pub coordinates: Coordinates,
@@ -72,7 +72,7 @@ impl Default for Settings {
             model: None,
             encoder_model: None,
             decoder_model: None,
-            prompts_text: DEFAULT_PROMPTS.to_owned(),
+            prompts_text: Arc::from(DEFAULT_PROMPTS),
             prompts: Arc::new(Vec::new()),
             coordinates: DEFAULT_COORDINATES,
             mask_selection: DEFAULT_MASK_SELECTION,
@@ -388,7 +388,7 @@ impl Settings {
             "model" => path(&settings.model).to_value(),
             "encoder-model" => path(&settings.encoder_model).to_value(),
             "decoder-model" => path(&settings.decoder_model).to_value(),
-            "prompts" => settings.prompts_text.to_value(),
+            "prompts" => settings.prompts_text.as_ref().to_value(),
             "prompt-list" => prompt_list::prompts_to_array(&settings.prompts).to_value(),
             "coordinates" => settings.coordinates.to_value(),
             "mask-selection" => settings.mask_selection.to_value(),

@@ -53,11 +53,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod detections;
 pub mod everything;
 pub mod follow;
 pub mod ids;
 pub mod matching;
 pub mod merge;
+pub mod pointer;
+pub mod prompt_set;
 pub mod prompted;
 pub mod reprompt;
 pub mod schedule;
@@ -69,12 +72,14 @@ use crate::segment::onnx::engine::ImageEmbedding;
 use crate::segment::prompt::Prompt;
 use crate::segment::segmenter::{SegmentOptions, SegmentedObject, Segmenter};
 
+pub use detections::{Detection, DetectionIds};
+pub use ids::IdCounter;
 pub use matching::{Match, greedy_match, mask_iou};
+pub use prompt_set::{EditError, ObjectPrompt, PromptOrigin, PromptSet};
 pub use reprompt::{MaskInput, RepromptOptions};
 pub use track::{LossCriteria, LossReason, TrackState};
 
 use everything::EverythingTracker;
-use ids::IdCounter;
 use prompted::PromptedTracker;
 
 /// Everything mode: the grid runs on every this many inferences unless told
@@ -170,8 +175,9 @@ impl Default for TrackerSettings {
 /// One object on one frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrackedObject {
-    /// Stable identity across frames: the prompt index for prompted
-    /// objects, a never-reused counter in everything mode.
+    /// Stable identity across frames: the [`ObjectPrompt::id`] of a prompted
+    /// object (its index in a plain prompt list), a never-reused count in
+    /// everything mode.
     pub id: u64,
     /// This frame's result (its `id` is set to the identity too, so
     /// [`draw_objects`](crate::segment::draw_objects) colours follow it). A
@@ -179,14 +185,16 @@ pub struct TrackedObject {
     /// predicted IoU and stability of the rejected attempt.
     pub object: SegmentedObject,
     pub state: TrackState,
-    /// The user prompt it follows (`None` in everything mode).
+    /// Index of the prompt it follows in this frame's prompts (`None` in
+    /// everything mode).
     pub prompt_index: Option<usize>,
 }
 
 /// The result of one inferred frame.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct VideoFrame {
-    /// Prompted: one per prompt, in prompt order (lost ones included).
+    /// Prompted: one per prompted object, in prompt order (lost ones
+    /// included).
     /// Everything mode: the objects found or followed on this frame, by id.
     pub objects: Vec<TrackedObject>,
     /// Ids of the objects that became lost on this frame (each reported
@@ -235,6 +243,14 @@ impl VideoSegmenter {
         }
     }
 
+    /// Draws everything-mode ids from `ids`, which a [`PromptSet`] and
+    /// [`DetectionIds`] may share, so no two objects get one id.
+    #[must_use]
+    pub fn with_id_counter(mut self, ids: IdCounter) -> Self {
+        self.ids = ids;
+        self
+    }
+
     pub fn segmenter(&self) -> &Segmenter {
         &self.segmenter
     }
@@ -261,16 +277,31 @@ impl VideoSegmenter {
         }
     }
 
-    /// One inferred frame. `prompts` are the user's current prompts; when
-    /// they differ (by value, or in `options.segment.coord_mode`) from the
-    /// ones of the previous call, the followed objects are replaced. Without
-    /// prompts, everything mode runs when `options.everything` is set. On an
-    /// error the followed objects are as before the call or as of this
-    /// frame's finished part; [`reset`](Self::reset) starts afresh.
+    /// One inferred frame with a plain prompt list: object `i` has id `i`,
+    /// in `options.segment.coord_mode`. See [`Self::process_objects`].
     pub fn process(
         &mut self,
         embedding: &ImageEmbedding,
         prompts: &[Prompt],
+        options: &VideoOptions,
+    ) -> Result<VideoFrame, Error> {
+        let objects =
+            ObjectPrompt::indexed(prompts, options.segment.coord_mode, PromptOrigin::Property);
+        self.process_objects(embedding, &objects, options)
+    }
+
+    /// One inferred frame. `prompts` are the current prompted objects: an
+    /// object whose id and prompt are as in the previous call is followed,
+    /// one whose prompt changed is acquired again from it (keeping its id;
+    /// a prompt that only gained points corrects the followed object), and
+    /// objects whose ids are gone are dropped. Without prompts, everything
+    /// mode runs when `options.everything` is set. On an error the followed
+    /// objects are as before the call or as of this frame's finished part;
+    /// [`reset`](Self::reset) starts afresh.
+    pub fn process_objects(
+        &mut self,
+        embedding: &ImageEmbedding,
+        prompts: &[ObjectPrompt],
         options: &VideoOptions,
     ) -> Result<VideoFrame, Error> {
         let inference = self.inference;
@@ -278,12 +309,12 @@ impl VideoSegmenter {
         // inference, the next frame is the next one.
         self.inference = self.inference.saturating_add(1);
         if !prompts.is_empty() {
-            let coord_mode = options.segment.coord_mode;
-            let same = matches!(&self.mode, Mode::Prompted(t) if t.follows(prompts, coord_mode));
-            if !same {
-                let count = u64::try_from(prompts.len()).unwrap_or(u64::MAX);
-                self.ids.reserve_below(count);
-                self.mode = Mode::Prompted(PromptedTracker::new(prompts, coord_mode));
+            if let Some(max) = prompts.iter().map(|p| p.id).max() {
+                self.ids.reserve_below(max.saturating_add(1));
+            }
+            match &mut self.mode {
+                Mode::Prompted(t) => t.update(prompts),
+                _ => self.mode = Mode::Prompted(PromptedTracker::new(prompts)),
             }
             match &mut self.mode {
                 Mode::Prompted(t) => t.process(

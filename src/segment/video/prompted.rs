@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
-//! Prompted objects over time: one track per user prompt, id = its index.
+//! Prompted objects over time: one track per prompted object, followed by
+//! its id.
 //!
 //! Per inference, each track is decoded from one prompt, all in one
 //! [`Segmenter::segment`] call:
 //! - its original prompt when it is new, lost, after a frame size change,
 //!   or with tracking off (state [`TrackState::Acquired`]);
 //! - otherwise the re-prompt built from its last result
-//!   ([`reprompt`](super::reprompt), state [`TrackState::Tracked`]).
+//!   ([`reprompt`](super::reprompt), state [`TrackState::Tracked`]), plus
+//!   the points its prompt gained since the last inference (a click that
+//!   corrects it).
 //!
 //! A re-prompted result must be a plausible continuation of the last
 //! accepted one ([`assess`]), and must not have jumped onto another
@@ -14,14 +17,19 @@
 //! must also not duplicate an object followed on this frame. Otherwise the
 //! track is lost: reported once, output with an empty mask, and retried
 //! from its original prompt on the next inferences.
+//!
+//! When the prompts change ([`PromptedTracker::update`]), an object whose
+//! id and prompt stay keeps its track, one whose prompt changed starts a
+//! new track with its id, and objects whose id is gone are dropped.
 
 use crate::segment::error::Error;
 use crate::segment::onnx::engine::ImageEmbedding;
-use crate::segment::prompt::{CoordMode, Prompt};
+use crate::segment::prompt::{PointLabel, Prompt, PromptPoint};
 use crate::segment::segmenter::{SegmentedObject, Segmenter};
 use crate::segment::video::follow::{Plan, Rules, decode};
 use crate::segment::video::matching::intersection;
 use crate::segment::video::merge::{Followed, converged};
+use crate::segment::video::prompt_set::ObjectPrompt;
 use crate::segment::video::reprompt::reprompt;
 use crate::segment::video::track::{Event, LossReason, Track, TrackState, assess_reacquisition};
 
@@ -32,34 +40,105 @@ use crate::segment::video::{
     TrackedObject, TrackerSettings, VideoFrame, VideoOptions, lost_object, object_id, pixel_options,
 };
 
-/// The user's prompts and their tracks.
+/// One prompted object and its track.
+#[derive(Debug)]
+struct Slot {
+    /// As given (any coordinate mode).
+    object: ObjectPrompt,
+    /// `None` until resolved for the frame size.
+    track: Option<Track>,
+    /// Points the prompt gained while the track was followed, in the
+    /// prompt's units; added to its next re-prompt.
+    correction: Vec<PromptPoint>,
+}
+
+/// The prompted objects and their tracks.
 #[derive(Debug)]
 pub(crate) struct PromptedTracker {
-    /// As the user gave them (any coordinate mode).
-    prompts: Vec<Prompt>,
-    coord_mode: CoordMode,
+    slots: Vec<Slot>,
     /// Frame size the tracks' original prompts were resolved for.
     size: Option<(u32, u32)>,
-    tracks: Vec<Track>,
+}
+
+/// `prompt` with `points` appended.
+fn with_points(prompt: Prompt, points: &[PromptPoint]) -> Prompt {
+    points
+        .iter()
+        .fold(prompt, |prompt, point| match point.label {
+            PointLabel::Positive => prompt.with_point(point.x, point.y),
+            PointLabel::Negative => prompt.with_negative(point.x, point.y),
+        })
+}
+
+/// Whether `new` is `old` with points appended (same box, same units).
+fn gained_points<'a>(old: &ObjectPrompt, new: &'a ObjectPrompt) -> Option<&'a [PromptPoint]> {
+    let (o, n) = (old.prompt.points(), new.prompt.points());
+    let extends = old.coord_mode == new.coord_mode
+        && old.prompt.bbox() == new.prompt.bbox()
+        && old.prompt.mask_input() == new.prompt.mask_input()
+        && n.len() > o.len()
+        && n.get(..o.len()) == Some(o);
+    extends.then(|| n.get(o.len()..)).flatten()
 }
 
 impl PromptedTracker {
-    pub fn new(prompts: &[Prompt], coord_mode: CoordMode) -> Self {
-        PromptedTracker {
-            prompts: prompts.to_vec(),
-            coord_mode,
+    pub fn new(prompts: &[ObjectPrompt]) -> Self {
+        let mut tracker = PromptedTracker {
+            slots: Vec::new(),
             size: None,
-            tracks: Vec::new(),
-        }
+        };
+        tracker.update(prompts);
+        tracker
     }
 
-    /// Whether these are the prompts being followed.
-    pub fn follows(&self, prompts: &[Prompt], coord_mode: CoordMode) -> bool {
-        self.coord_mode == coord_mode && self.prompts == prompts
+    /// Takes the current prompts, keeping the tracks of unchanged objects.
+    pub fn update(&mut self, prompts: &[ObjectPrompt]) {
+        let unchanged = self.slots.len() == prompts.len()
+            && self
+                .slots
+                .iter()
+                .zip(prompts)
+                .all(|(s, p)| s.object.id == p.id && s.object.same_prompt(p));
+        if unchanged {
+            for (slot, p) in self.slots.iter_mut().zip(prompts) {
+                slot.object.origin = p.origin.clone();
+            }
+            return;
+        }
+        let mut old = std::mem::take(&mut self.slots);
+        self.slots = prompts
+            .iter()
+            .map(|p| {
+                let previous = old
+                    .iter()
+                    .position(|s| s.object.id == p.id)
+                    .map(|i| old.swap_remove(i));
+                match previous {
+                    Some(s) if s.object.same_prompt(p) => Slot {
+                        object: p.clone(),
+                        ..s
+                    },
+                    Some(s) if s.track.is_some() && gained_points(&s.object, p).is_some() => {
+                        let mut correction = s.correction;
+                        correction.extend_from_slice(gained_points(&s.object, p).unwrap_or(&[]));
+                        Slot {
+                            object: p.clone(),
+                            track: s.track,
+                            correction,
+                        }
+                    }
+                    _ => Slot {
+                        object: p.clone(),
+                        track: None,
+                        correction: Vec::new(),
+                    },
+                }
+            })
+            .collect();
     }
 
     pub fn len(&self) -> usize {
-        self.tracks.len()
+        self.slots.len()
     }
 
     pub fn process(
@@ -81,25 +160,52 @@ impl PromptedTracker {
                     size.0, size.1
                 ));
             }
-            let mut tracks = Vec::with_capacity(self.prompts.len());
-            for (index, prompt) in self.prompts.iter().enumerate() {
-                let (resolved, warnings) = prompt.resolve(self.coord_mode, size.0, size.1, index);
-                frame.warnings.extend(warnings);
-                let id = u64::try_from(index).unwrap_or(u64::MAX);
-                tracks.push(Track::new(id, resolved));
+            for slot in &mut self.slots {
+                slot.track = None;
+                slot.correction.clear();
             }
-            self.tracks = tracks;
             self.size = Some(size);
         }
+        // Objects new or changed since the last inference: resolved now; a
+        // corrected one keeps its track with the corrected original prompt.
+        let mut corrections: Vec<Vec<PromptPoint>> = Vec::with_capacity(self.slots.len());
+        for (index, slot) in self.slots.iter_mut().enumerate() {
+            let object = &slot.object;
+            if slot.track.is_some() && slot.correction.is_empty() {
+                corrections.push(Vec::new());
+                continue;
+            }
+            let (resolved, warnings) =
+                object
+                    .prompt
+                    .resolve(object.coord_mode, size.0, size.1, index);
+            frame.warnings.extend(warnings);
+            match &mut slot.track {
+                Some(track) => {
+                    let added = with_points(Prompt::new(), &slot.correction);
+                    let (added, _) = added.resolve(object.coord_mode, size.0, size.1, index);
+                    corrections.push(added.points().to_vec());
+                    track.original = resolved;
+                    slot.correction.clear();
+                }
+                None => {
+                    slot.track = Some(Track::new(object.id, resolved));
+                    corrections.push(Vec::new());
+                }
+            }
+        }
+        let tracks: Vec<&Track> = self.slots.iter().filter_map(|s| s.track.as_ref()).collect();
 
         // One prompt per track, and the state an accepted result gets.
-        let plans: Vec<Plan> = self
-            .tracks
+        let plans: Vec<Plan> = tracks
             .iter()
-            .map(|t| {
+            .zip(&corrections)
+            .map(|(t, correction)| {
                 if options.tracking && t.followable(inference) {
+                    let prompt = reprompt(t, &geometry, &settings.reprompt);
+                    let prompt = with_points(prompt, correction);
                     Plan {
-                        prompt: reprompt(t, &geometry, &settings.reprompt),
+                        prompt,
                         via: TrackState::Tracked,
                     }
                 } else {
@@ -112,7 +218,6 @@ impl PromptedTracker {
             .collect();
         // Tracking off: the prompt does not follow the object, so only the
         // absolute floors apply.
-        let tracks: Vec<&Track> = self.tracks.iter().collect();
         let decoded = decode(
             segmenter,
             embedding,
@@ -127,11 +232,12 @@ impl PromptedTracker {
         let mut verdicts = decoded.verdicts;
         let objects = decoded.objects;
         if options.tracking {
-            reject_merges(&self.tracks, &objects, &vias, &mut verdicts, settings);
+            reject_merges(&tracks, &objects, &vias, &mut verdicts, settings);
         }
 
-        for (((track, object), via), verdict) in
-            self.tracks.iter_mut().zip(objects).zip(vias).zip(verdicts)
+        let tracks = self.slots.iter_mut().filter_map(|s| s.track.as_mut());
+        for (index, (((track, object), via), verdict)) in
+            tracks.zip(objects).zip(vias).zip(verdicts).enumerate()
         {
             let mut object = object;
             object.id = object_id(track.id);
@@ -148,7 +254,7 @@ impl PromptedTracker {
                 id: track.id,
                 object,
                 state: track.state,
-                prompt_index: usize::try_from(track.id).ok(),
+                prompt_index: Some(index),
             });
         }
         Ok(frame)
@@ -158,7 +264,7 @@ impl PromptedTracker {
 /// Rejects results that converged onto another object's (re-prompts) or
 /// that duplicate an object followed on this frame (re-acquisitions).
 fn reject_merges(
-    tracks: &[Track],
+    tracks: &[&Track],
     objects: &[SegmentedObject],
     vias: &[TrackState],
     verdicts: &mut [Result<(), LossReason>],

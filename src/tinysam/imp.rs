@@ -16,6 +16,7 @@
 //! are attached as a `GstTinySamMeta` custom meta and as one
 //! `GstVideoRegionOfInterestMeta` each (see docs/element.md).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
@@ -33,13 +34,21 @@ use super::frames;
 use super::inference::Inference;
 use super::latency::LatencyEstimate;
 use super::meta::{FrameMasks, attach_meta};
-use super::prompt_list;
+use super::prompts::event::{edit_from_structure, prompt_structure};
+use super::prompts::list as prompt_list;
+use super::prompts::navigation::{self, Navigation};
+use super::prompts::{Edit, Notice, Prompts, regions};
 use super::schedule;
 use super::settings::{self, Settings, prompts_text};
+use super::{Coordinates, InferenceRegion};
 use crate::segment::limits;
 use crate::segment::onnx::cancel::Canceller;
-use crate::segment::video::{TrackState, VideoSegmenter};
-use crate::segment::{self, EngineOptions, ExecutionProviderKind, OverlayStyle, Prompt, Segmenter};
+use crate::segment::video::{
+    ObjectPrompt, PromptOrigin, TrackState, TrackedObject, VideoSegmenter,
+};
+use crate::segment::{
+    self, CoordMode, EngineOptions, ExecutionProviderKind, OverlayStyle, Prompt, Segmenter,
+};
 
 /// Raw formats accepted; the element does not convert, so these pass through.
 const FORMATS: [VideoFormat; 8] = [
@@ -82,6 +91,11 @@ pub struct TinySam {
     latency: Mutex<LatencyEstimate>,
     /// `model.json`'s mask threshold, for reading the property back.
     model_mask_threshold: Mutex<Option<f64>>,
+    /// The prompted objects and the edits waiting for the next buffer;
+    /// locked briefly from any thread, after `state` when both are held.
+    prompts: Mutex<Prompts>,
+    /// The negotiated frame size, for clicks (outside `state`).
+    frame_size: Mutex<Option<(u32, u32)>>,
 }
 
 impl TinySam {
@@ -98,6 +112,64 @@ impl TinySam {
         self.lock_settings().clone()
     }
 
+    fn lock_prompts(&self) -> MutexGuard<'_, Prompts> {
+        self.prompts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a prompt edit for the next buffer; a full queue is a warning.
+    fn queue_edit(&self, edit: Edit) -> bool {
+        let queued = self.lock_prompts().push(edit);
+        match queued {
+            Ok(()) => {
+                self.update_passthrough();
+                true
+            }
+            Err(reason) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("Prompt edit dropped: {}", reason)
+                );
+                false
+            }
+        }
+    }
+
+    /// An application's prompt event: queued, or a warning naming what is
+    /// wrong with it (the prompts stay as they are).
+    fn prompt_event(&self, structure: &gst::StructureRef) -> bool {
+        match edit_from_structure(structure) {
+            Ok(edit) => {
+                gst::debug!(CAT, imp = self, "Prompt event {structure}");
+                self.queue_edit(edit)
+            }
+            Err(reason) => {
+                gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Format,
+                    (
+                        "Invalid prompt event: {}; the prompts stay as they were",
+                        reason
+                    ),
+                    ["event was `{}`", limits::quote(&structure.to_string())]
+                );
+                false
+            }
+        }
+    }
+
+    /// Posts what applying prompt edits said.
+    fn post_notices(&self, notices: Vec<Notice>) {
+        for notice in notices {
+            match notice {
+                Notice::Info(text) => gst::debug!(CAT, imp = self, "{text}"),
+                Notice::Warning(text) => {
+                    gst::element_imp_warning!(self, gst::StreamError::Failed, ("{}", text))
+                }
+            }
+        }
+    }
+
     /// Replaces the prompts, or keeps the previous ones and warns on the bus
     /// when the new ones do not parse.
     fn set_prompts(&self, prompts: Result<Vec<Prompt>, String>, text: String) {
@@ -109,9 +181,17 @@ impl TinySam {
                     "Prompts `{text}`: {} objects",
                     prompts.len()
                 );
-                let mut settings = self.lock_settings();
-                settings.prompts_text = text.into();
-                settings.prompts = Arc::new(prompts);
+                {
+                    let mut settings = self.lock_settings();
+                    settings.prompts_text = text.into();
+                    settings.prompts = Arc::new(prompts.clone());
+                }
+                // Follows `coordinates`, whenever that is set.
+                self.queue_edit(Edit::Replace {
+                    prompts,
+                    coordinates: None,
+                    origin: PromptOrigin::Property,
+                });
             }
             Err(err) => {
                 gst::element_imp_warning!(
@@ -128,7 +208,7 @@ impl TinySam {
     /// Frames pass through untouched (no writable copy) when there is
     /// nothing to segment.
     fn update_passthrough(&self) {
-        let idle = self.lock_settings().idle();
+        let idle = self.lock_settings().idle_without_prompts() && !self.lock_prompts().has_work();
         self.obj().set_passthrough(idle);
     }
 
@@ -190,13 +270,17 @@ impl TinySam {
         self.obj().sink_pad().peer_query(&mut query) && query.result().0
     }
 
-    /// Runs or starts inference as due, attaches the newest masks and draws
-    /// them; returns the objects lost in masks that arrived with this frame.
+    /// Applies the prompt edits since the last buffer, gathers this
+    /// buffer's prompts (and regions), runs or starts inference as due,
+    /// attaches the newest masks and draws them; returns the objects lost in
+    /// masks that arrived with this frame. What the edits said goes to
+    /// `notices`.
     fn process(
         &self,
         state: &mut State,
         buf: &mut gst::BufferRef,
         settings: &Settings,
+        notices: &mut Vec<Notice>,
     ) -> Result<Vec<u64>, FrameFailure> {
         let info = state.info.clone().ok_or_else(|| {
             FrameFailure::NotNegotiated("Received a buffer before caps were negotiated".to_owned())
@@ -206,22 +290,63 @@ impl TinySam {
             gst::info!(CAT, imp = self, "Inference runs {mode:?}");
             state.inference.set_mode(mode)?;
         }
+        let size = (info.width(), info.height());
+        let coordinates = match settings.coordinates {
+            Coordinates::Pixels => CoordMode::Pixels,
+            Coordinates::Normalized => CoordMode::Normalized,
+        };
+        let (objects, regions) = {
+            // Clicks point at what the last buffer carried.
+            let shown: Vec<&TrackedObject> = state
+                .inference
+                .latest()
+                .map(|l| l.frame.objects.iter().collect())
+                .unwrap_or_default();
+            let mut prompts = self.lock_prompts();
+            notices.extend(prompts.apply_pending(&shown, Some(size), coordinates));
+            let regions = match settings.inference_region {
+                InferenceRegion::FullFrame => Vec::new(),
+                InferenceRegion::RoiList => {
+                    let (regions, skipped) =
+                        regions::read(buf, size, |label| settings.wants_class(label));
+                    for reason in skipped {
+                        gst::debug!(CAT, imp = self, "{reason}");
+                    }
+                    regions
+                }
+            };
+            let (objects, regions, notice) = prompts.frame_prompts(regions);
+            notices.extend(notice);
+            (Arc::new(objects), regions)
+        };
         let options = settings.video_options();
         let pts = buf.pts();
         let inference = &mut state.inference;
         let result = frames::with_view(buf, &info, |view| {
-            inference.frame(
-                view,
-                pts,
-                &settings.prompts,
-                &options,
-                settings.inference_interval,
-            )
+            inference.frame(view, pts, &objects, &options, settings.inference_interval)
         })?;
+        // The newest masks of the objects prompted now: an object removed
+        // or a region gone since they were computed is not carried.
+        let by_id: HashMap<u64, &ObjectPrompt> = objects.iter().map(|p| (p.id, p)).collect();
+        let shown: Vec<&TrackedObject> = result
+            .latest
+            .map(|l| {
+                l.frame
+                    .objects
+                    .iter()
+                    .filter(|o| match o.prompt_index {
+                        Some(_) => by_id.contains_key(&o.id),
+                        None => objects.is_empty(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let masks = FrameMasks {
-            objects: result.latest.map_or(&[][..], |l| &l.frame.objects[..]),
+            objects: &shown,
             inference_pts: result.latest.and_then(|l| l.pts),
             computed: result.computed,
+            prompts: &by_id,
+            regions: &regions,
         };
         if settings.overlay && !masks.objects.is_empty() {
             let style = OverlayStyle {
@@ -328,7 +453,7 @@ impl ObjectImpl for TinySam {
                 }
                 Err(err) => gst::warning!(CAT, imp = self, "Invalid prompt-list value: {err}"),
             },
-            "everything-mode" => {
+            "everything-mode" | "inference-region" => {
                 self.lock_settings().set(name, value);
                 self.update_passthrough();
             }
@@ -454,8 +579,10 @@ impl BaseTransformImpl for TinySam {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(f64::from(model_info.mask_threshold));
         *self.canceller.lock().unwrap_or_else(|e| e.into_inner()) = Some(segmenter.canceller());
-        let inference =
-            Inference::new(VideoSegmenter::new(segmenter)).map_err(|err| load_error(&err))?;
+        // Everything mode's ids and the prompt sources' come from one count.
+        let ids = self.lock_prompts().ids();
+        let video = VideoSegmenter::new(segmenter).with_id_counter(ids);
+        let inference = Inference::new(video).map_err(|err| load_error(&err))?;
         *self.state() = Some(State {
             inference,
             info: None,
@@ -471,6 +598,7 @@ impl BaseTransformImpl for TinySam {
         }
         *self.canceller.lock().unwrap_or_else(|e| e.into_inner()) = None;
         *self.state() = None;
+        *self.frame_size.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.latency
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -480,12 +608,18 @@ impl BaseTransformImpl for TinySam {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
+        // Applied from the next buffer; not forwarded, so a second
+        // `tinysam` downstream does not take them as well.
+        if let Some(structure) = prompt_structure(&event) {
+            return self.prompt_event(structure);
+        }
         match event.view() {
             // Not serialized: arrives while a frame may be in progress.
             gst::EventView::FlushStart(_) => self.cancel(),
             // Serialized: the streaming thread is here, not in a frame.
             gst::EventView::FlushStop(_) => {
                 self.flush_inference();
+                self.lock_prompts().flush();
                 self.resume();
             }
             // Frames are never held, so there is nothing to drain; a result
@@ -494,6 +628,28 @@ impl BaseTransformImpl for TinySam {
             _ => (),
         }
         self.parent_sink_event(event)
+    }
+
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let Some(structure) = prompt_structure(&event) {
+            return self.prompt_event(structure);
+        }
+        if event.type_() == gst::EventType::Navigation && self.lock_settings().navigation_prompts {
+            let frame = *self.frame_size.lock().unwrap_or_else(|e| e.into_inner());
+            match navigation::interpret(&event, frame) {
+                Navigation::Edit(edit) => {
+                    gst::debug!(CAT, imp = self, "Navigation prompt {edit:?}");
+                    return self.queue_edit(edit);
+                }
+                Navigation::Ignored(reason) => gst::element_imp_warning!(
+                    self,
+                    gst::StreamError::Failed,
+                    ("{}; ignored", reason)
+                ),
+                Navigation::Unused => (),
+            }
+        }
+        self.parent_src_event(event)
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
@@ -530,6 +686,8 @@ impl BaseTransformImpl for TinySam {
         if state.info.as_ref().is_some_and(|old| old != &info) {
             state.inference.flush();
         }
+        *self.frame_size.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((info.width(), info.height()));
         state.info = Some(info);
         Ok(())
     }
@@ -537,18 +695,24 @@ impl BaseTransformImpl for TinySam {
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         // Copied out so property calls never wait for inference.
         let settings = self.settings();
-        if settings.idle() {
+        if settings.idle_without_prompts() && !self.lock_prompts().has_work() {
             return Ok(gst::FlowSuccess::Ok);
         }
         let started = Instant::now();
+        let mut notices = Vec::new();
         let result = {
             let mut state = self.state();
             match state.as_mut() {
-                Some(state) => self.process(state, buf, &settings),
+                Some(state) => self.process(state, buf, &settings, &mut notices),
                 None => Err(FrameFailure::Flushing),
             }
         };
-        // The lock is released before posting, so bus handlers cannot deadlock on it.
+        // The locks are released before posting, so bus handlers cannot
+        // deadlock on them.
+        if !notices.is_empty() {
+            self.post_notices(notices);
+            self.update_passthrough();
+        }
         match result {
             Ok(lost) => {
                 self.note_processing_time(started.elapsed());

@@ -16,15 +16,15 @@ use super::errors::FrameFailure;
 use super::schedule::{Interval, Mode};
 use super::worker::Worker;
 use crate::segment::image::preprocess::{PreprocessError, Preprocessor};
-use crate::segment::video::{VideoFrame, VideoOptions, VideoSegmenter};
-use crate::segment::{self, FrameView, Geometry, Prompt};
+use crate::segment::video::{ObjectPrompt, VideoFrame, VideoOptions, VideoSegmenter};
+use crate::segment::{self, FrameView, Geometry};
 
 /// One frame's model input and what to segment in it.
 struct Job {
     tensor: Array4<f32>,
     geometry: Geometry,
     pts: Option<gst::ClockTime>,
-    prompts: Arc<Vec<Prompt>>,
+    prompts: Arc<Vec<ObjectPrompt>>,
     options: VideoOptions,
 }
 
@@ -52,7 +52,7 @@ impl Shared {
         tensor: &Array4<f32>,
         geometry: Geometry,
         pts: Option<gst::ClockTime>,
-        prompts: &[Prompt],
+        prompts: &[ObjectPrompt],
         options: &VideoOptions,
     ) -> Outcome {
         let mut video = self.video.lock().unwrap_or_else(|e| e.into_inner());
@@ -60,7 +60,7 @@ impl Shared {
             video.reset();
         }
         let embedding = video.segmenter_mut().embed_tensor(tensor, geometry)?;
-        let frame = video.process(&embedding, prompts, options)?;
+        let frame = video.process_objects(&embedding, prompts, options)?;
         Ok(Inferred { frame, pts })
     }
 }
@@ -101,6 +101,11 @@ impl Inference {
         })
     }
 
+    /// The newest masks, as the last frame carried them.
+    pub fn latest(&self) -> Option<&Inferred> {
+        self.latest.as_ref()
+    }
+
     /// The mode, once the first frame has resolved it.
     pub fn mode(&self) -> Option<Mode> {
         self.mode
@@ -126,13 +131,14 @@ impl Inference {
         Ok(())
     }
 
-    /// Processes one frame: runs or starts inference when it is due, and
-    /// returns the masks the frame carries.
+    /// Processes one frame: runs or starts inference when it is due (and
+    /// there is something to segment), and returns the masks the frame
+    /// carries.
     pub fn frame(
         &mut self,
         view: &FrameView<'_>,
         pts: Option<gst::ClockTime>,
-        prompts: &Arc<Vec<Prompt>>,
+        prompts: &Arc<Vec<ObjectPrompt>>,
         options: &VideoOptions,
         interval: u32,
     ) -> Result<FrameResult<'_>, FrameFailure> {
@@ -149,7 +155,9 @@ impl Inference {
                 Some(Err(err)) => return Err(FrameFailure::Core(err)),
             }
         }
-        let due = self.interval.due(interval);
+        // `roi-list` without regions: nothing to embed.
+        let work = !prompts.is_empty() || options.everything.is_some();
+        let due = self.interval.due(interval) && work;
         let worker_idle = self.worker.as_ref().map(|w| !w.is_busy());
         match (self.mode, worker_idle) {
             (Some(Mode::Async), Some(idle)) => {

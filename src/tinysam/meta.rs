@@ -5,23 +5,28 @@
 //! `GstVideoRegionOfInterestMeta` per object with a `tinysam/mask`
 //! parameter. docs/element.md documents the layout.
 
+use std::collections::HashMap;
+
 use gst::glib;
 
 use super::META_NAME;
-use crate::segment::video::TrackedObject;
+use super::prompts::regions::{OWN_ROI_TYPE as ROI_TYPE, Region};
+use crate::segment::masks::mask::BitMask;
+use crate::segment::video::{ObjectPrompt, PromptOrigin, TrackedObject};
 use crate::segment::{GridRound, ObjectOrigin};
 
 /// The masks a frame carries and where they come from.
 pub struct FrameMasks<'a> {
-    pub objects: &'a [TrackedObject],
+    pub objects: &'a [&'a TrackedObject],
     /// The pts of the frame whose pixels produced them.
     pub inference_pts: Option<gst::ClockTime>,
     /// Whether that frame is this one.
     pub computed: bool,
+    /// This frame's prompted objects by id: where each prompt came from.
+    pub prompts: &'a HashMap<u64, &'a ObjectPrompt>,
+    /// This frame's prompted regions of interest and their object ids.
+    pub regions: &'a [(Region, u64)],
 }
-
-/// ROI type of the per-object region-of-interest metas.
-const ROI_TYPE: &str = "tinysam";
 
 /// The object's stable id as the metadata's uint.
 fn object_id(tracked: &TrackedObject) -> u32 {
@@ -29,7 +34,11 @@ fn object_id(tracked: &TrackedObject) -> u32 {
 }
 
 /// The fields shared by the custom meta's objects and the ROI params.
-fn object_structure(name: &str, tracked: &TrackedObject) -> gst::Structure {
+fn object_structure(
+    name: &str,
+    tracked: &TrackedObject,
+    prompt: Option<&ObjectPrompt>,
+) -> gst::Structure {
     let object = &tracked.object;
     let mask = &object.mask;
     let builder = gst::Structure::builder(name)
@@ -42,7 +51,17 @@ fn object_structure(name: &str, tracked: &TrackedObject) -> gst::Structure {
         )
         .field("state", tracked.state.as_str());
     let builder = match object.origin {
-        ObjectOrigin::Prompt { .. } => builder.field("source", "prompt"),
+        ObjectOrigin::Prompt { .. } => {
+            let builder = builder.field("source", "prompt");
+            match prompt.map(|p| &p.origin) {
+                Some(origin @ PromptOrigin::Region { label, region_id }) => builder
+                    .field("prompt-source", origin.as_str())
+                    .field("roi-id", *region_id)
+                    .field("label", label.as_ref()),
+                Some(origin) => builder.field("prompt-source", origin.as_str()),
+                None => builder,
+            }
+        }
         ObjectOrigin::Everything { point, round } => builder
             .field("source", "everything")
             .field("grid-x", f64::from(point.0))
@@ -88,8 +107,56 @@ fn remove_upstream_meta(buf: &mut gst::BufferRef) -> Result<(), glib::BoolError>
     Ok(())
 }
 
+/// `mask` cut to the region `(x, y, w, h)`: the bits of the region's box.
+fn mask_in_region(mask: &BitMask, (x, y, w, h): (u32, u32, u32, u32)) -> BitMask {
+    BitMask::from_fn(x, y, w, h, |col, row| {
+        mask.contains(x.saturating_add(col), y.saturating_add(row))
+    })
+}
+
+/// Gives each prompted region of interest its object's mask, as a
+/// `tinysam/mask` parameter relative to the region's box.
+fn attach_region_masks(buf: &mut gst::BufferRef, masks: &FrameMasks<'_>) {
+    if masks.regions.is_empty() {
+        return;
+    }
+    let by_id: HashMap<u64, &TrackedObject> = masks.objects.iter().map(|o| (o.id, *o)).collect();
+    let mut regions = masks.regions.iter().peekable();
+    let foreign = buf
+        .iter_meta_mut::<gst_video::VideoRegionOfInterestMeta>()
+        .filter(|roi| roi.roi_type() != ROI_TYPE);
+    for (index, mut roi) in foreign.enumerate() {
+        let Some((region, id)) = regions.next_if(|(r, _)| r.index == index) else {
+            continue;
+        };
+        let Some(tracked) = by_id.get(id) else {
+            continue;
+        };
+        // The region's box clipped to the frame, as its prompt was.
+        let b = region.detection.bbox;
+        let rect = (
+            b.x0 as u32,
+            b.y0 as u32,
+            (b.x1 - b.x0) as u32,
+            (b.y1 - b.y0) as u32,
+        );
+        let cut = mask_in_region(&tracked.object.mask, rect);
+        let param = gst::Structure::builder("tinysam/mask")
+            .field("id", object_id(tracked))
+            .field("state", tracked.state.as_str())
+            .field("width", cut.width() as i32)
+            .field("height", cut.height() as i32)
+            .field("iou", f64::from(tracked.object.iou))
+            .field("stability", f64::from(tracked.object.stability))
+            .field("area", cut.count_ones())
+            .field("mask", glib::Bytes::from(cut.bits()))
+            .build();
+        roi.add_param(param);
+    }
+}
+
 /// Attaches the custom meta and one ROI meta per object, replacing any an
-/// upstream `tinysam` attached.
+/// upstream `tinysam` attached, and the masks of prompted regions.
 pub fn attach_meta(
     buf: &mut gst::BufferRef,
     width: u32,
@@ -97,11 +164,13 @@ pub fn attach_meta(
     masks: &FrameMasks<'_>,
 ) -> Result<(), glib::BoolError> {
     remove_upstream_meta(buf)?;
+    attach_region_masks(buf, masks);
     let objects = masks.objects;
+    let prompt = |o: &TrackedObject| masks.prompts.get(&o.id).copied();
     let array = gst::Array::new(
         objects
             .iter()
-            .map(|o| object_structure("tinysam/object", o)),
+            .map(|o| object_structure("tinysam/object", o, prompt(o))),
     );
     {
         let mut meta = gst::meta::CustomMeta::add(buf, META_NAME)?;
@@ -128,7 +197,10 @@ pub fn attach_meta(
             (mask.x(), mask.y(), mask.width(), mask.height()),
         );
         roi.set_id(i32::try_from(tracked.id).unwrap_or(i32::MAX));
-        let mut param = object_structure("tinysam/mask", tracked);
+        if let Some(PromptOrigin::Region { region_id, .. }) = prompt(tracked).map(|p| &p.origin) {
+            roi.set_parent_id(*region_id);
+        }
+        let mut param = object_structure("tinysam/mask", tracked, prompt(tracked));
         // The ROI already holds the box and the prompt index is in the custom meta.
         for field in [
             "x",
@@ -141,6 +213,9 @@ pub fn attach_meta(
             "grid-y",
             "grid-round",
             "state",
+            "prompt-source",
+            "roi-id",
+            "label",
         ] {
             param.remove_field(field);
         }

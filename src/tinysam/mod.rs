@@ -10,7 +10,7 @@ mod imp;
 mod inference;
 mod latency;
 pub mod meta;
-mod prompt_list;
+mod prompts;
 mod schedule;
 mod settings;
 mod worker;
@@ -107,6 +107,25 @@ pub enum Processing {
     Async = 2,
 }
 
+/// Where prompts come from besides the properties, events and clicks;
+/// DL Streamer's `inference-region`.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstTinySamInferenceRegion")]
+pub enum InferenceRegion {
+    #[default]
+    #[enum_value(
+        name = "The whole frame: frames without prompts are segmented in everything mode",
+        nick = "full-frame"
+    )]
+    FullFrame = 0,
+    #[enum_value(
+        name = "Each upstream region of interest (a detector's box) becomes a box prompt",
+        nick = "roi-list"
+    )]
+    RoiList = 1,
+}
+
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     // The property enums, so gst-inspect and documentation tools list them.
     for enum_type in [
@@ -115,6 +134,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         EverythingMode::static_type(),
         ExecutionProvider::static_type(),
         Processing::static_type(),
+        InferenceRegion::static_type(),
     ] {
         enum_type.mark_as_plugin_api(gst::PluginAPIFlags::empty());
     }

@@ -8,8 +8,10 @@ use std::sync::Arc;
 use gst::glib;
 use gst::prelude::*;
 
-use super::prompt_list;
-use super::{Coordinates, EverythingMode, ExecutionProvider, MaskSelectionMode, Processing};
+use super::prompts::list as prompt_list;
+use super::{
+    Coordinates, EverythingMode, ExecutionProvider, InferenceRegion, MaskSelectionMode, Processing,
+};
 use crate::segment::everything as defaults;
 use crate::segment::limits::{MAX_POINTS_PER_SIDE, MAX_PROMPTS_PER_BATCH, MAX_THREADS};
 use crate::segment::video::VideoOptions;
@@ -34,6 +36,9 @@ pub const DEFAULT_PROCESSING: Processing = Processing::Auto;
 pub const DEFAULT_INFERENCE_INTERVAL: u32 = 1;
 pub const DEFAULT_TRACKING: bool = true;
 pub const DEFAULT_EVERYTHING_INTERVAL: u32 = 10;
+pub const DEFAULT_INFERENCE_REGION: InferenceRegion = InferenceRegion::FullFrame;
+/// Clicks cost nothing until someone clicks.
+pub const DEFAULT_NAVIGATION_PROMPTS: bool = true;
 /// Logit thresholds beyond this make every mask empty or full.
 pub const MAX_MASK_THRESHOLD: f64 = 100.0;
 
@@ -64,6 +69,10 @@ pub struct Settings {
     pub inference_interval: u32,
     pub tracking: bool,
     pub everything_interval: u32,
+    pub inference_region: InferenceRegion,
+    /// ROI types prompted in `roi-list` mode; empty: all.
+    pub object_class: Arc<[String]>,
+    pub navigation_prompts: bool,
 }
 
 impl Default for Settings {
@@ -88,6 +97,9 @@ impl Default for Settings {
             inference_interval: DEFAULT_INFERENCE_INTERVAL,
             tracking: DEFAULT_TRACKING,
             everything_interval: DEFAULT_EVERYTHING_INTERVAL,
+            inference_region: DEFAULT_INFERENCE_REGION,
+            object_class: Arc::from([]),
+            navigation_prompts: DEFAULT_NAVIGATION_PROMPTS,
         }
     }
 }
@@ -140,8 +152,12 @@ impl Settings {
         }
     }
 
-    /// The everything-mode options, or `None` when unprompted frames pass through.
+    /// The everything-mode options, or `None` when unprompted frames pass
+    /// through (or, with `roi-list`, carry no objects).
     pub fn everything_options(&self) -> Option<EverythingOptions> {
+        if self.inference_region == InferenceRegion::RoiList {
+            return None;
+        }
         let strategy = match self.everything_mode {
             EverythingMode::None => return None,
             EverythingMode::Hierarchical => EverythingStrategy::Hierarchical,
@@ -164,9 +180,16 @@ impl Settings {
         }
     }
 
-    /// Whether frames pass through untouched: nothing to segment.
-    pub fn idle(&self) -> bool {
-        self.prompts.is_empty() && self.everything_mode == EverythingMode::None
+    /// Whether frames pass through untouched when no object is prompted:
+    /// no everything mode and no upstream regions to prompt.
+    pub fn idle_without_prompts(&self) -> bool {
+        self.everything_mode == EverythingMode::None
+            && self.inference_region == InferenceRegion::FullFrame
+    }
+
+    /// Whether an ROI of this type is prompted (`object-class`).
+    pub fn wants_class(&self, label: &str) -> bool {
+        self.object_class.is_empty() || self.object_class.iter().any(|c| c == label)
     }
 }
 
@@ -355,6 +378,31 @@ pub fn param_specs() -> Vec<glib::ParamSpec> {
             .default_value(DEFAULT_EVERYTHING_INTERVAL)
             .mutable_playing()
             .build(),
+        glib::ParamSpecEnum::builder_with_default("inference-region", DEFAULT_INFERENCE_REGION)
+            .nick("Inference region")
+            .blurb(
+                "full-frame: prompts from properties, events and clicks, everything mode on \
+                 frames without; roi-list: also every upstream region of interest (a detector's \
+                 box) as a box prompt, no everything mode",
+            )
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecString::builder("object-class")
+            .nick("Object class")
+            .blurb("roi-list: prompt only regions of these comma-separated types (e.g. face,person); empty = all")
+            .default_value(Some(""))
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecBoolean::builder("navigation-prompts")
+            .nick("Navigation prompts")
+            .blurb(
+                "Clicks in the video window are prompts: left click adds an object, \
+                 Shift+left click a negative point to the nearest one, right click removes \
+                 the one under the pointer, Escape clears all",
+            )
+            .default_value(DEFAULT_NAVIGATION_PROMPTS)
+            .mutable_playing()
+            .build(),
         glib::ParamSpecUInt::builder("n-threads")
             .nick("Threads")
             .blurb("Intra-op threads per ONNX Runtime session (0 = ONNX Runtime's default, one per core)")
@@ -532,6 +580,29 @@ impl Settings {
             "everything-interval" => {
                 if let Ok(v) = value.get() {
                     self.everything_interval = v;
+                }
+            }
+            "inference-region" => {
+                if let Ok(v) = value.get() {
+                    self.inference_region = v;
+                }
+            }
+            "object-class" => {
+                let text = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                self.object_class = text
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "navigation-prompts" => {
+                if let Ok(v) = value.get() {
+                    self.navigation_prompts = v;
                 }
             }
             _ => return false,

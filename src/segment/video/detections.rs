@@ -43,20 +43,22 @@ impl DetectionIds {
         }
     }
 
-    /// The object id of each of this frame's detections, in order.
-    pub fn assign(&mut self, detections: &[Detection]) -> Vec<u64> {
+    /// The object id of each of this frame's detections, in order. An id
+    /// for which `taken` holds (another source's object has it now) is not
+    /// continued: that detection gets a fresh one.
+    pub fn assign(&mut self, detections: &[Detection], taken: &dyn Fn(u64) -> bool) -> Vec<u64> {
         let mut assigned: Vec<Option<u64>> = vec![None; detections.len()];
-        let mut taken = vec![false; self.previous.len()];
+        let mut used = vec![false; self.previous.len()];
         // The detector's own ids first.
         for (slot, d) in assigned.iter_mut().zip(detections) {
             if d.detection_id == 0 {
                 continue;
             }
             let found = self.previous.iter().enumerate().find(|(k, (p, _))| {
-                !taken[*k] && p.detection_id == d.detection_id && p.label == d.label
+                !used[*k] && p.detection_id == d.detection_id && p.label == d.label
             });
             if let Some((k, (_, id))) = found {
-                taken[k] = true;
+                used[k] = true;
                 *slot = Some(*id);
             }
         }
@@ -67,7 +69,7 @@ impl DetectionIds {
                 continue;
             }
             for (k, (p, _)) in self.previous.iter().enumerate() {
-                if taken[k] || p.label != d.label {
+                if used[k] || p.label != d.label {
                     continue;
                 }
                 let iou = box_iou(&p.bbox, &d.bbox);
@@ -78,14 +80,17 @@ impl DetectionIds {
         }
         pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
         for (_, j, k) in pairs {
-            if assigned[j].is_none() && !taken[k] {
-                taken[k] = true;
+            if assigned[j].is_none() && !used[k] {
+                used[k] = true;
                 assigned[j] = self.previous.get(k).map(|(_, id)| *id);
             }
         }
         let ids: Vec<u64> = assigned
             .into_iter()
-            .map(|id| id.unwrap_or_else(|| self.ids.next_id()))
+            .map(|id| match id {
+                Some(id) if !taken(id) => id,
+                _ => self.ids.next_id(),
+            })
             .collect();
         self.previous = detections
             .iter()
@@ -128,35 +133,46 @@ mod tests {
         }
     }
 
+    fn none(_: u64) -> bool {
+        false
+    }
+
+    #[test]
+    fn ids_taken_by_other_objects_are_not_continued() {
+        let mut ids = DetectionIds::new(IdCounter::new());
+        assert_eq!(ids.assign(&[det("face", 0, 0.0)], &none), [0]);
+        assert_eq!(ids.assign(&[det("face", 0, 0.0)], &|id| id == 0), [1]);
+    }
+
     #[test]
     fn moving_boxes_keep_their_ids_and_vanished_ones_are_forgotten() {
         let counter = IdCounter::new();
         counter.reserve_below(3);
         let mut ids = DetectionIds::new(counter);
-        let a = ids.assign(&[det("face", 0, 0.0), det("face", 0, 100.0)]);
+        let a = ids.assign(&[det("face", 0, 0.0), det("face", 0, 100.0)], &none);
         assert_eq!(a, [3, 4]);
         // Both moved a little, in the other order.
-        let b = ids.assign(&[det("face", 0, 105.0), det("face", 0, 6.0)]);
+        let b = ids.assign(&[det("face", 0, 105.0), det("face", 0, 6.0)], &none);
         assert_eq!(b, [4, 3]);
         // One is gone for a frame: forgotten, a new id when it returns.
-        let c = ids.assign(&[det("face", 0, 8.0)]);
+        let c = ids.assign(&[det("face", 0, 8.0)], &none);
         assert_eq!(c, [3]);
-        let d = ids.assign(&[det("face", 0, 8.0), det("face", 0, 108.0)]);
+        let d = ids.assign(&[det("face", 0, 8.0), det("face", 0, 108.0)], &none);
         assert_eq!(d, [3, 5]);
         // Another label at the same place is another object.
-        let e = ids.assign(&[det("car", 0, 8.0)]);
+        let e = ids.assign(&[det("car", 0, 8.0)], &none);
         assert_eq!(e, [6]);
     }
 
     #[test]
     fn detector_ids_win_over_overlap() {
         let mut ids = DetectionIds::new(IdCounter::new());
-        let a = ids.assign(&[det("person", 7, 0.0), det("person", 8, 30.0)]);
+        let a = ids.assign(&[det("person", 7, 0.0), det("person", 8, 30.0)], &none);
         // Crossed: by overlap 8 would continue 7's object, by id it does not.
-        let b = ids.assign(&[det("person", 8, 2.0), det("person", 7, 28.0)]);
+        let b = ids.assign(&[det("person", 8, 2.0), det("person", 7, 28.0)], &none);
         assert_eq!((b[0], b[1]), (a[1], a[0]));
         ids.reset();
-        assert_eq!(ids.assign(&[det("person", 7, 0.0)]), [2]);
+        assert_eq!(ids.assign(&[det("person", 7, 0.0)], &none), [2]);
     }
 
     #[test]

@@ -229,6 +229,14 @@ impl PromptSet {
         self.objects.clear();
     }
 
+    /// The objects from `origin` are now read in `coord_mode` (the
+    /// properties' prompts follow the `coordinates` property).
+    pub fn set_coord_mode(&mut self, origin: &PromptOrigin, coord_mode: CoordMode) {
+        for object in self.objects.iter_mut().filter(|o| &o.origin == origin) {
+            object.coord_mode = coord_mode;
+        }
+    }
+
     /// Adds a point, given in frame pixels of a `width` x `height` frame, to
     /// object `id`'s prompt (in the prompt's own units).
     pub fn add_point(

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Numbers may be doubles, floats or integers; they are in the units of the
-//! `coordinates` property, as in the text form of `prompts`.
+//! `coordinates` property, as in the text form of `prompts`. In an `add`
+//! prompt event an object may also carry `id=(uint)N`, the id it gets.
 
 use gst::glib;
 
@@ -24,9 +25,27 @@ pub const PROMPT_STRUCTURE: &str = "tinysam/prompt";
 const BOX: &str = "box";
 const POINTS: &str = "points";
 const NEGATIVES: &str = "negatives";
+const ID: &str = "id";
 
 /// Parses the property value; the error names the object (1-based) and field.
 pub fn prompts_from_array(array: &[glib::SendValue]) -> Result<Vec<Prompt>, String> {
+    Ok(objects_from_array(array, false)?
+        .into_iter()
+        .map(|(_, prompt)| prompt)
+        .collect())
+}
+
+/// Parses an `add` event's objects, each with the id it asks for, if any.
+pub fn identified_prompts_from_array(
+    array: &[glib::SendValue],
+) -> Result<Vec<(Option<u64>, Prompt)>, String> {
+    objects_from_array(array, true)
+}
+
+fn objects_from_array(
+    array: &[glib::SendValue],
+    ids: bool,
+) -> Result<Vec<(Option<u64>, Prompt)>, String> {
     if array.len() > MAX_PROMPTS {
         return Err(format!(
             "{} objects; at most {MAX_PROMPTS} are accepted",
@@ -44,29 +63,52 @@ pub fn prompts_from_array(array: &[glib::SendValue]) -> Result<Vec<Prompt>, Stri
                     value.type_()
                 )
             })?;
-            prompt_from_structure(&s).map_err(|reason| {
+            prompt_from_structure(&s, ids).map_err(|reason| {
                 format!("object {object} (`{}`): {reason}", quote(&s.to_string()))
             })
         })
         .collect()
 }
 
-fn prompt_from_structure(s: &gst::StructureRef) -> Result<Prompt, String> {
+fn prompt_from_structure(
+    s: &gst::StructureRef,
+    ids: bool,
+) -> Result<(Option<u64>, Prompt), String> {
     if s.name() != PROMPT_STRUCTURE {
         return Err(format!(
             "structure name `{}`, expected `{PROMPT_STRUCTURE}`",
             quote(s.name())
         ));
     }
-    if let Some(field) = s
-        .fields()
-        .find(|f| ![BOX, POINTS, NEGATIVES].contains(&f.as_str()))
-    {
+    let known: &[&str] = if ids {
+        &[BOX, POINTS, NEGATIVES, ID]
+    } else {
+        &[BOX, POINTS, NEGATIVES]
+    };
+    if let Some(field) = s.fields().find(|f| !known.contains(&f.as_str())) {
         return Err(format!(
-            "unknown field `{}` (expected `{BOX}`, `{POINTS}` or `{NEGATIVES}`)",
-            quote(field.as_str())
+            "unknown field `{}` (expected {})",
+            quote(field.as_str()),
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
+    let id = match s.value(ID).ok() {
+        None => None,
+        Some(v) => Some(
+            v.get::<u64>()
+                .ok()
+                .or_else(|| v.get::<u32>().ok().map(u64::from))
+                .or_else(|| v.get::<i32>().ok().and_then(|n| u64::try_from(n).ok()))
+                .or_else(|| v.get::<i64>().ok().and_then(|n| u64::try_from(n).ok()))
+                .ok_or_else(|| {
+                    format!("`{ID}` must be a non-negative integer, got a {}", v.type_())
+                })?,
+        ),
+    };
     let mut prompt = Prompt::new();
     if let Some(b) = numbers(s, BOX)? {
         match b.as_slice() {
@@ -100,7 +142,7 @@ fn prompt_from_structure(s: &gst::StructureRef) -> Result<Prompt, String> {
         }
     }
     prompt.validate()?;
-    Ok(prompt)
+    Ok((id, prompt))
 }
 
 /// The numbers of an array field, or `None` when the field is absent.

@@ -155,7 +155,7 @@ def ellipse_frame():
 
 FIELD_TYPES = {
     "id": GObject.TYPE_UINT, "prompt-index": GObject.TYPE_INT, "source": GObject.TYPE_STRING,
-    "state": GObject.TYPE_STRING,
+    "state": GObject.TYPE_STRING, "prompt-source": GObject.TYPE_STRING,
     "x": GObject.TYPE_INT, "y": GObject.TYPE_INT, "width": GObject.TYPE_INT, "height": GObject.TYPE_INT,
     "iou": GObject.TYPE_DOUBLE, "stability": GObject.TYPE_DOUBLE, "area": GObject.TYPE_UINT64,
     "mask": GLib.Bytes.__gtype__,

@@ -112,9 +112,12 @@ fn upstream_events_from_the_sink_side_apply_from_the_next_buffer() {
     let mut h = harness(&sam, "RGBA");
     let frame = rgba_frame();
     assert_eq!(ids(&push(&mut h, &frame, 0)), [(0, "property".to_owned())]);
-    assert!(h.push_upstream_event(gst::event::CustomUpstream::new(edit(
-        &add_box_text(None, ELLIPSE_BOX)
-    ))));
+    assert!(
+        h.push_upstream_event(gst::event::CustomUpstream::new(edit(&add_box_text(
+            None,
+            ELLIPSE_BOX
+        ))))
+    );
     // Taken by tinysam, not passed further upstream.
     while let Some(event) = h.try_pull_upstream_event() {
         assert_ne!(event.type_(), gst::EventType::CustomUpstream, "{event:?}");
@@ -137,7 +140,10 @@ fn malformed_events_warn_and_keep_the_prompts() {
     assert_eq!(before.len(), 1);
     let cases = [
         ("tinysam/prompts, ids=<1>", "needs a string field `action`"),
-        ("tinysam/prompts, action=explode", "unknown action `explode`"),
+        (
+            "tinysam/prompts, action=explode",
+            "unknown action `explode`",
+        ),
         ("tinysam/prompts, action=add", "needs a field `prompts`"),
         (
             "tinysam/prompts, action=add, prompts=<[tinysam/prompt, points=<(double)1>]>",
@@ -151,13 +157,13 @@ fn malformed_events_warn_and_keep_the_prompts() {
             "tinysam/prompts, action=add, prompts=<[tinysam/prompt, box=<(double)1e300, (double)0, (double)5, (double)5>]>",
             "box",
         ),
-        ("tinysam/prompts, action=remove, ids=<(string)a>", "not a non-negative integer id"),
+        (
+            "tinysam/prompts, action=remove, ids=<(string)a>",
+            "not a non-negative integer id",
+        ),
     ];
     for (i, (text, reason)) in cases.iter().enumerate() {
-        assert!(
-            !h.push_event(downstream(text)),
-            "`{text}` was accepted"
-        );
+        assert!(!h.push_event(downstream(text)), "`{text}` was accepted");
         let (message, _) = pop_warning(&sam);
         assert!(
             message.contains("Invalid prompt event") && message.contains(reason),

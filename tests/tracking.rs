@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use common::{Scene, interior_point, iou_with_truth, movers, moving_shapes, render, truth_box};
 
 use gsttinysam::segment::video::{
-    MaskInput, RepromptOptions, TrackState, TrackerSettings, VideoFrame, VideoOptions,
-    VideoSegmenter,
+    IdCounter, MaskInput, ObjectPrompt, PromptOrigin, RepromptOptions, TrackState, TrackerSettings,
+    VideoFrame, VideoOptions, VideoSegmenter,
 };
 use gsttinysam::segment::{
-    EngineOptions, EverythingOptions, ImageEmbedding, ModelSource, Prompt, Segmenter,
+    CoordMode, EngineOptions, EverythingOptions, ImageEmbedding, ModelSource, Prompt, Segmenter,
 };
 
 /// Frames of the moving-shapes video.
@@ -453,6 +453,85 @@ fn a_vanished_object_is_lost_once_and_reacquired() {
             Tracked, Tracked
         ]
     );
+}
+
+/// Objects followed by id: one removed or added leaves the others' tracks
+/// alone, a changed prompt restarts only that object (keeping its id), and
+/// a prompt that gains a point corrects the followed object.
+#[test]
+fn objects_are_followed_by_id_through_prompt_edits() {
+    let scenes = moving_shapes(6);
+    let mut segmenter = fixture();
+    let (embeddings, _) = embed_all(&mut segmenter, &scenes);
+    let mut video = VideoSegmenter::new(segmenter);
+    let options = prompted_options(true);
+    let boxes = box_prompts(&scenes[0]);
+    let object = |id: u64, prompt: &Prompt| ObjectPrompt {
+        id,
+        prompt: prompt.clone(),
+        coord_mode: CoordMode::Pixels,
+        origin: PromptOrigin::Event,
+    };
+    let summary = |f: &VideoFrame| {
+        f.objects
+            .iter()
+            .map(|o| (o.id, o.state))
+            .collect::<Vec<_>>()
+    };
+    let two = [object(10, &boxes[0]), object(20, &boxes[1])];
+    let f0 = video
+        .process_objects(&embeddings[0], &two, &options)
+        .unwrap();
+    assert_eq!(
+        summary(&f0),
+        [(10, TrackState::Acquired), (20, TrackState::Acquired)]
+    );
+    // 10 removed, 30 added: 20 keeps its track.
+    let next = [object(20, &boxes[1]), object(30, &boxes[2])];
+    let f1 = video
+        .process_objects(&embeddings[1], &next, &options)
+        .unwrap();
+    assert_eq!(
+        summary(&f1),
+        [(20, TrackState::Tracked), (30, TrackState::Acquired)]
+    );
+    assert_eq!(f1.objects[1].prompt_index, Some(1));
+    for (o, truth) in f1
+        .objects
+        .iter()
+        .zip([&scenes[1].masks[1], &scenes[1].masks[2]])
+    {
+        let score = iou_with_truth(&o.object.mask, truth, 320);
+        assert!(score >= 0.8, "object {}: IoU {score:.3}", o.id);
+    }
+    // 30's prompt gains a negative point far outside it: still followed.
+    let corrected = boxes[2].clone().with_negative(2.0, 2.0);
+    let next = [object(20, &boxes[1]), object(30, &corrected)];
+    let f2 = video
+        .process_objects(&embeddings[2], &next, &options)
+        .unwrap();
+    assert_eq!(
+        summary(&f2),
+        [(20, TrackState::Tracked), (30, TrackState::Tracked)]
+    );
+    let score = iou_with_truth(&f2.objects[1].object.mask, &scenes[2].masks[2], 320);
+    assert!(score >= 0.8, "corrected object: IoU {score:.3}");
+    // 20 gets another prompt (another shape): acquired again, same id.
+    let next = [object(20, &boxes[3]), object(30, &corrected)];
+    let f3 = video
+        .process_objects(&embeddings[3], &next, &options)
+        .unwrap();
+    assert_eq!(
+        summary(&f3),
+        [(20, TrackState::Acquired), (30, TrackState::Tracked)]
+    );
+    // Everything-mode ids drawn from a shared counter skip prompted ones.
+    let ids = IdCounter::new();
+    let mut video = VideoSegmenter::new(fixture()).with_id_counter(ids.clone());
+    video
+        .process_objects(&embeddings[0], &[object(41, &boxes[0])], &options)
+        .unwrap();
+    assert!(ids.next_id() >= 42);
 }
 
 /// New prompts (or a new coordinate mode) replace the objects; a reset

@@ -27,6 +27,7 @@ pub mod video;
 
 pub use error::{Error, LayoutMismatch};
 pub use everything::{EverythingOptions, EverythingStrategy, GridRound};
+pub use image::effects::{EffectError, MaskEffect, MaskPainter};
 pub use image::frame::{
     FrameError, FrameLayout, FrameView, FrameViewMut, PixelFormat, YuvColorimetry, YuvMatrix,
     YuvRange,

@@ -29,6 +29,7 @@ use gst_video::VideoFormat;
 use gst_video::prelude::*;
 
 use super::ExecutionProvider;
+use super::drawing;
 use super::errors::{FrameFailure, load_error};
 use super::frames;
 use super::inference::Inference;
@@ -43,19 +44,21 @@ use super::settings::{self, Settings, prompts_text};
 use super::{Coordinates, InferenceRegion};
 use crate::segment::limits;
 use crate::segment::onnx::cancel::Canceller;
-use crate::segment::video::{
-    ObjectPrompt, PromptOrigin, TrackState, TrackedObject, VideoSegmenter,
-};
+use crate::segment::video::{ObjectPrompt, PromptOrigin, TrackedObject, VideoSegmenter};
 use crate::segment::{
-    self, CoordMode, EngineOptions, ExecutionProviderKind, OverlayStyle, Prompt, Segmenter,
+    self, CoordMode, EngineOptions, ExecutionProviderKind, MaskPainter, Prompt, Segmenter,
 };
 
 /// Raw formats accepted; the element does not convert, so these pass through.
-const FORMATS: [VideoFormat; 8] = [
+const FORMATS: [VideoFormat; 12] = [
     VideoFormat::Rgba,
     VideoFormat::Bgra,
+    VideoFormat::Argb,
+    VideoFormat::Abgr,
     VideoFormat::Rgbx,
     VideoFormat::Bgrx,
+    VideoFormat::Xrgb,
+    VideoFormat::Xbgr,
     VideoFormat::Rgb,
     VideoFormat::Bgr,
     VideoFormat::I420,
@@ -77,6 +80,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 struct State {
     inference: Inference,
     info: Option<gst_video::VideoInfo>,
+    /// Scratch memory of the blur and pixelate overlays.
+    painter: MaskPainter,
+    /// The overlay was refused for these caps (warned once).
+    overlay_refused: bool,
 }
 
 #[derive(Default)]
@@ -348,21 +355,17 @@ impl TinySam {
             prompts: &by_id,
             regions: &regions,
         };
-        if settings.overlay && !masks.objects.is_empty() {
-            let style = OverlayStyle {
-                alpha: settings.overlay_alpha as f32,
-                outline: settings.overlay_outline,
-            };
-            frames::with_view_mut(buf, &info, |view| {
-                for tracked in masks.objects.iter().filter(|t| t.state != TrackState::Lost) {
-                    segment::draw_mask(
-                        view,
-                        &tracked.object.mask,
-                        segment::palette_color(tracked.id as usize),
-                        &style,
-                    );
-                }
+        if settings.overlay {
+            let painter = &mut state.painter;
+            let drawn = frames::with_view_mut(buf, &info, |view| {
+                drawing::draw(view, masks.objects, masks.prompts, settings, painter)
             })?;
+            if let Err(err) = drawn
+                && !state.overlay_refused
+            {
+                state.overlay_refused = true;
+                notices.push(Notice::Warning(format!("Nothing drawn: {err}")));
+            }
         }
         attach_meta(buf, info.width(), info.height(), &masks)?;
         Ok(result.lost)
@@ -586,6 +589,8 @@ impl BaseTransformImpl for TinySam {
         *self.state() = Some(State {
             inference,
             info: None,
+            painter: MaskPainter::new(),
+            overlay_refused: false,
         });
         self.update_passthrough();
         Ok(())
@@ -689,6 +694,7 @@ impl BaseTransformImpl for TinySam {
         *self.frame_size.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((info.width(), info.height()));
         state.info = Some(info);
+        state.overlay_refused = false;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod drawing;
 mod errors;
 mod frames;
 mod imp;
@@ -107,6 +108,28 @@ pub enum Processing {
     Async = 2,
 }
 
+/// How `overlay=true` shows the objects.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(i32)]
+#[enum_type(name = "GstTinySamOverlayMode")]
+pub enum OverlayMode {
+    #[default]
+    #[enum_value(
+        name = "Each object in its colour (overlay-alpha), outlined (overlay-outline)",
+        nick = "fill"
+    )]
+    Fill = 0,
+    #[enum_value(
+        name = "Cut-out: objects opaque, the rest transparent in the alpha channel (RGBA, BGRA, ARGB, ABGR)",
+        nick = "alpha"
+    )]
+    Alpha = 1,
+    #[enum_value(name = "Blur the objects (overlay-blur-radius)", nick = "blur")]
+    Blur = 2,
+    #[enum_value(name = "Pixelate the objects (overlay-pixel-size)", nick = "pixelate")]
+    Pixelate = 3,
+}
+
 /// Where prompts come from besides the properties, events and clicks;
 /// DL Streamer's `inference-region`.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, Default, glib::Enum)]
@@ -135,6 +158,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
         ExecutionProvider::static_type(),
         Processing::static_type(),
         InferenceRegion::static_type(),
+        OverlayMode::static_type(),
     ] {
         enum_type.mark_as_plugin_api(gst::PluginAPIFlags::empty());
     }

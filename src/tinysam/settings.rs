@@ -10,7 +10,8 @@ use gst::prelude::*;
 
 use super::prompts::list as prompt_list;
 use super::{
-    Coordinates, EverythingMode, ExecutionProvider, InferenceRegion, MaskSelectionMode, Processing,
+    Coordinates, EverythingMode, ExecutionProvider, InferenceRegion, MaskSelectionMode,
+    OverlayMode, Processing,
 };
 use crate::segment::everything as defaults;
 use crate::segment::limits::{MAX_POINTS_PER_SIDE, MAX_PROMPTS_PER_BATCH, MAX_THREADS};
@@ -28,6 +29,11 @@ pub const DEFAULT_MASK_THRESHOLD: f64 = 0.0;
 pub const DEFAULT_OVERLAY: bool = false;
 pub const DEFAULT_OVERLAY_ALPHA: f64 = 0.5;
 pub const DEFAULT_OVERLAY_OUTLINE: bool = true;
+pub const DEFAULT_OVERLAY_MODE: OverlayMode = OverlayMode::Fill;
+pub const DEFAULT_OVERLAY_BLUR_RADIUS: u32 = 16;
+pub const DEFAULT_OVERLAY_PIXEL_SIZE: u32 = 16;
+/// Larger blurs and blocks only cost more: a 256-pixel block is a blur.
+pub const MAX_OVERLAY_EFFECT_SIZE: u32 = 256;
 pub const DEFAULT_N_THREADS: u32 = 0;
 pub const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
 pub const DEFAULT_EVERYTHING_MODE: EverythingMode = EverythingMode::Hierarchical;
@@ -59,6 +65,12 @@ pub struct Settings {
     pub overlay: bool,
     pub overlay_alpha: f64,
     pub overlay_outline: bool,
+    pub overlay_mode: OverlayMode,
+    pub overlay_invert: bool,
+    /// Object ids and ROI labels drawn (`overlay-objects`); empty: all.
+    pub overlay_objects: Arc<[String]>,
+    pub overlay_blur_radius: u32,
+    pub overlay_pixel_size: u32,
     pub n_threads: u32,
     pub execution_provider: ExecutionProvider,
     pub everything_mode: EverythingMode,
@@ -89,6 +101,11 @@ impl Default for Settings {
             overlay: DEFAULT_OVERLAY,
             overlay_alpha: DEFAULT_OVERLAY_ALPHA,
             overlay_outline: DEFAULT_OVERLAY_OUTLINE,
+            overlay_mode: DEFAULT_OVERLAY_MODE,
+            overlay_invert: false,
+            overlay_objects: Arc::from([]),
+            overlay_blur_radius: DEFAULT_OVERLAY_BLUR_RADIUS,
+            overlay_pixel_size: DEFAULT_OVERLAY_PIXEL_SIZE,
             n_threads: DEFAULT_N_THREADS,
             execution_provider: DEFAULT_EXECUTION_PROVIDER,
             everything_mode: DEFAULT_EVERYTHING_MODE,
@@ -193,6 +210,21 @@ impl Settings {
     }
 }
 
+/// The items of a comma-separated string property, trimmed, without empty
+/// ones.
+fn comma_list(value: &glib::Value) -> Arc<[String]> {
+    let text = value
+        .get::<Option<String>>()
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The text form of prompts, as the `prompts` property reads back.
 pub fn prompts_text(prompts: &[Prompt]) -> String {
     prompts
@@ -279,6 +311,42 @@ pub fn param_specs() -> Vec<glib::ParamSpec> {
             .nick("Overlay outline")
             .blurb("Draw the mask boundaries opaque")
             .default_value(DEFAULT_OVERLAY_OUTLINE)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("overlay-mode", DEFAULT_OVERLAY_MODE)
+            .nick("Overlay mode")
+            .blurb(
+                "How overlay=true shows the objects: fill (colours), alpha (a cut-out in the \
+                 alpha channel, for compositor), blur or pixelate (privacy)",
+            )
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecBoolean::builder("overlay-invert")
+            .nick("Overlay invert")
+            .blurb("Apply the overlay to everything but the objects (alpha: objects transparent)")
+            .default_value(false)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecString::builder("overlay-objects")
+            .nick("Overlay objects")
+            .blurb("Draw only these comma-separated object ids and ROI labels (e.g. 0,3,face); empty = all")
+            .default_value(Some(""))
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("overlay-blur-radius")
+            .nick("Overlay blur radius")
+            .blurb("overlay-mode=blur: box blur radius in pixels (applied twice)")
+            .minimum(1)
+            .maximum(MAX_OVERLAY_EFFECT_SIZE)
+            .default_value(DEFAULT_OVERLAY_BLUR_RADIUS)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("overlay-pixel-size")
+            .nick("Overlay pixel size")
+            .blurb("overlay-mode=pixelate: block size in pixels")
+            .minimum(1)
+            .maximum(MAX_OVERLAY_EFFECT_SIZE)
+            .default_value(DEFAULT_OVERLAY_PIXEL_SIZE)
             .mutable_playing()
             .build(),
         glib::ParamSpecEnum::builder_with_default("everything-mode", DEFAULT_EVERYTHING_MODE)
@@ -448,6 +516,11 @@ impl Settings {
             "overlay" => settings.overlay.to_value(),
             "overlay-alpha" => settings.overlay_alpha.to_value(),
             "overlay-outline" => settings.overlay_outline.to_value(),
+            "overlay-mode" => settings.overlay_mode.to_value(),
+            "overlay-invert" => settings.overlay_invert.to_value(),
+            "overlay-objects" => settings.overlay_objects.join(",").to_value(),
+            "overlay-blur-radius" => settings.overlay_blur_radius.to_value(),
+            "overlay-pixel-size" => settings.overlay_pixel_size.to_value(),
             "n-threads" => settings.n_threads.to_value(),
             "everything-mode" => settings.everything_mode.to_value(),
             "points-per-side" => (settings.everything.points_per_side as u32).to_value(),
@@ -587,18 +660,27 @@ impl Settings {
                     self.inference_region = v;
                 }
             }
-            "object-class" => {
-                let text = value
-                    .get::<Option<String>>()
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                self.object_class = text
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|c| !c.is_empty())
-                    .map(str::to_owned)
-                    .collect();
+            "object-class" => self.object_class = comma_list(value),
+            "overlay-objects" => self.overlay_objects = comma_list(value),
+            "overlay-mode" => {
+                if let Ok(v) = value.get() {
+                    self.overlay_mode = v;
+                }
+            }
+            "overlay-invert" => {
+                if let Ok(v) = value.get() {
+                    self.overlay_invert = v;
+                }
+            }
+            "overlay-blur-radius" => {
+                if let Ok(v) = value.get() {
+                    self.overlay_blur_radius = v;
+                }
+            }
+            "overlay-pixel-size" => {
+                if let Ok(v) = value.get() {
+                    self.overlay_pixel_size = v;
+                }
             }
             "navigation-prompts" => {
                 if let Ok(v) = value.get() {

@@ -23,6 +23,14 @@ pub enum PixelFormat {
     Rgbx,
     /// Packed B, G, R and an unused byte.
     Bgrx,
+    /// Packed A, R, G, B bytes.
+    Argb,
+    /// Packed A, B, G, R bytes.
+    Abgr,
+    /// Packed unused byte, R, G, B.
+    Xrgb,
+    /// Packed unused byte, B, G, R.
+    Xbgr,
     /// Packed R, G, B bytes.
     Rgb,
     /// Packed B, G, R bytes.
@@ -40,9 +48,27 @@ pub(crate) struct PackedLayout {
     pub red: usize,
     pub green: usize,
     pub blue: usize,
+    /// The alpha byte, in formats that have one.
+    pub alpha: Option<usize>,
 }
 
 impl PixelFormat {
+    /// Every format, packed ones first.
+    pub const ALL: [PixelFormat; 12] = [
+        PixelFormat::Rgba,
+        PixelFormat::Bgra,
+        PixelFormat::Argb,
+        PixelFormat::Abgr,
+        PixelFormat::Rgbx,
+        PixelFormat::Bgrx,
+        PixelFormat::Xrgb,
+        PixelFormat::Xbgr,
+        PixelFormat::Rgb,
+        PixelFormat::Bgr,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+    ];
+
     /// How many planes a frame of this format has.
     pub fn plane_count(self) -> usize {
         match self {
@@ -75,19 +101,31 @@ impl PixelFormat {
     }
 
     pub(crate) fn packed_layout(self) -> Option<PackedLayout> {
-        let layout = |bytes_per_pixel, red, green, blue| PackedLayout {
+        let layout = |bytes_per_pixel, red, green, blue, alpha| PackedLayout {
             bytes_per_pixel,
             red,
             green,
             blue,
+            alpha,
         };
         match self {
-            PixelFormat::Rgba | PixelFormat::Rgbx => Some(layout(4, 0, 1, 2)),
-            PixelFormat::Bgra | PixelFormat::Bgrx => Some(layout(4, 2, 1, 0)),
-            PixelFormat::Rgb => Some(layout(3, 0, 1, 2)),
-            PixelFormat::Bgr => Some(layout(3, 2, 1, 0)),
+            PixelFormat::Rgba => Some(layout(4, 0, 1, 2, Some(3))),
+            PixelFormat::Rgbx => Some(layout(4, 0, 1, 2, None)),
+            PixelFormat::Bgra => Some(layout(4, 2, 1, 0, Some(3))),
+            PixelFormat::Bgrx => Some(layout(4, 2, 1, 0, None)),
+            PixelFormat::Argb => Some(layout(4, 1, 2, 3, Some(0))),
+            PixelFormat::Xrgb => Some(layout(4, 1, 2, 3, None)),
+            PixelFormat::Abgr => Some(layout(4, 3, 2, 1, Some(0))),
+            PixelFormat::Xbgr => Some(layout(4, 3, 2, 1, None)),
+            PixelFormat::Rgb => Some(layout(3, 0, 1, 2, None)),
+            PixelFormat::Bgr => Some(layout(3, 2, 1, 0, None)),
             PixelFormat::I420 | PixelFormat::Nv12 => None,
         }
+    }
+
+    /// Whether frames of this format have an alpha channel.
+    pub fn has_alpha(self) -> bool {
+        self.packed_layout().is_some_and(|l| l.alpha.is_some())
     }
 }
 
@@ -98,6 +136,10 @@ impl fmt::Display for PixelFormat {
             PixelFormat::Bgra => "BGRA",
             PixelFormat::Rgbx => "RGBx",
             PixelFormat::Bgrx => "BGRx",
+            PixelFormat::Argb => "ARGB",
+            PixelFormat::Abgr => "ABGR",
+            PixelFormat::Xrgb => "xRGB",
+            PixelFormat::Xbgr => "xBGR",
             PixelFormat::Rgb => "RGB",
             PixelFormat::Bgr => "BGR",
             PixelFormat::I420 => "I420",
@@ -746,6 +788,8 @@ mod tests {
             match format {
                 PixelFormat::Rgba | PixelFormat::Rgbx => vec![10, 20, 30, 99],
                 PixelFormat::Bgra | PixelFormat::Bgrx => vec![30, 20, 10, 99],
+                PixelFormat::Argb | PixelFormat::Xrgb => vec![99, 10, 20, 30],
+                PixelFormat::Abgr | PixelFormat::Xbgr => vec![99, 30, 20, 10],
                 PixelFormat::Rgb => vec![10, 20, 30],
                 PixelFormat::Bgr => vec![30, 20, 10],
                 _ => unreachable!(),
@@ -756,6 +800,10 @@ mod tests {
             PixelFormat::Bgra,
             PixelFormat::Rgbx,
             PixelFormat::Bgrx,
+            PixelFormat::Argb,
+            PixelFormat::Abgr,
+            PixelFormat::Xrgb,
+            PixelFormat::Xbgr,
             PixelFormat::Rgb,
             PixelFormat::Bgr,
         ] {

@@ -277,16 +277,7 @@ fn draw_yuv(
 mod tests {
     use super::*;
 
-    const FORMATS: [PixelFormat; 8] = [
-        PixelFormat::Rgba,
-        PixelFormat::Bgra,
-        PixelFormat::Rgbx,
-        PixelFormat::Bgrx,
-        PixelFormat::Rgb,
-        PixelFormat::Bgr,
-        PixelFormat::I420,
-        PixelFormat::Nv12,
-    ];
+    const FORMATS: [PixelFormat; 12] = PixelFormat::ALL;
 
     /// Planes of a `w x h` frame with 3 bytes of stride padding, filled
     /// with a deterministic pattern.

@@ -20,11 +20,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gsttinysam::segment::image::preprocess::{Preprocessor, SAM_PIXEL_MEAN, SAM_PIXEL_STD};
+use gsttinysam::segment::masks::mask::BitMask;
 use gsttinysam::segment::masks::postprocess::MaskUpscaler;
 use gsttinysam::segment::video::{TrackState, TrackedObject};
 use gsttinysam::segment::{
     EngineOptions, EverythingOptions, EverythingStrategy, FrameView, FrameViewMut, Geometry,
-    ModelSource, OverlayStyle, PixelFormat, Prompt, SegmentOptions, Segmenter, draw_objects,
+    MaskEffect, MaskPainter, ModelSource, OverlayStyle, PixelFormat, Prompt, SegmentOptions,
+    Segmenter, draw_mask, draw_objects,
 };
 use gsttinysam::tinysam::meta::{FrameMasks, attach_meta};
 
@@ -155,6 +157,68 @@ fn mask_upscaling_at_1080p() {
     }
 }
 
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn overlay_modes_at_1080p() {
+    let (w, h) = (1920u32, 1080u32);
+    // A large object (a disc of radius 300 px, 15% of the frame) and a small one.
+    let disc = |cx: u32, cy: u32, r: u32| {
+        BitMask::from_fn(cx - r, cy - r, 2 * r, 2 * r, |c, row| {
+            let (dx, dy) = (c as f32 - r as f32 + 0.5, row as f32 - r as f32 + 0.5);
+            dx * dx + dy * dy <= (r * r) as f32
+        })
+    };
+    let objects = [disc(700, 500, 300), disc(1500, 300, 60)];
+    let masks: Vec<&BitMask> = objects.iter().collect();
+    let area: u64 = objects.iter().map(BitMask::count_ones).sum();
+    println!(
+        "overlay modes, {w}x{h}, 2 objects ({area} px, {:.1}% of the frame), median of {RUNS}:",
+        100.0 * area as f64 / f64::from(w * h)
+    );
+    println!("  format   fill       alpha      blur r16   pixel 16   blur inv.  pixel inv.");
+    for format in [
+        PixelFormat::Rgba,
+        PixelFormat::Bgrx,
+        PixelFormat::I420,
+        PixelFormat::Nv12,
+    ] {
+        let (mut planes, strides) = frame_data(format, w, h);
+        let mut painter = MaskPainter::new();
+        let mut time = |effect: Option<MaskEffect>, invert: bool| -> String {
+            if effect == Some(MaskEffect::Alpha) && !format.has_alpha() {
+                return "       -  ".to_owned();
+            }
+            let (wall, _) = measure(|| {
+                let refs: Vec<&mut [u8]> = planes.iter_mut().map(|p| &mut p[..]).collect();
+                let mut view = FrameViewMut::new(format, w, h, refs, &strides).unwrap();
+                match effect {
+                    None => {
+                        for (i, mask) in objects.iter().enumerate() {
+                            draw_mask(
+                                &mut view,
+                                mask,
+                                [255, i as u8 * 100, 0],
+                                &OverlayStyle::default(),
+                            );
+                        }
+                    }
+                    Some(effect) => painter.apply(&mut view, &masks, effect, invert).unwrap(),
+                }
+            });
+            ms(wall)
+        };
+        let row = [
+            time(None, false),
+            time(Some(MaskEffect::Alpha), false),
+            time(Some(MaskEffect::Blur { radius: 16 }), false),
+            time(Some(MaskEffect::Pixelate { block: 16 }), false),
+            time(Some(MaskEffect::Blur { radius: 16 }), true),
+            time(Some(MaskEffect::Pixelate { block: 16 }), true),
+        ];
+        println!("  {format:6} {}", row.join(" "));
+    }
+}
+
 /// The benchmark's model (see the module documentation), loaded.
 fn bench_segmenter() -> Segmenter {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -243,10 +307,14 @@ fn frame_stages_at_720p_and_1080p() {
                     prompt_index: Some(o.prompt_index),
                 })
                 .collect();
+            let shown: Vec<&TrackedObject> = tracked.iter().collect();
+            let prompts = std::collections::HashMap::new();
             let masks = FrameMasks {
-                objects: &tracked,
+                objects: &shown,
                 inference_pts: None,
                 computed: true,
+                prompts: &prompts,
+                regions: &[],
             };
             let meta_start = Instant::now();
             attach_meta(buffer.get_mut().unwrap(), w, h, &masks).unwrap();

@@ -127,6 +127,7 @@ pub struct MaskPainter {
     region: Vec<u8>,
     scratch: Vec<u8>,
     sums: Vec<u32>,
+    reciprocals: Vec<u64>,
     inside: Vec<bool>,
 }
 
@@ -259,9 +260,19 @@ impl MaskPainter {
             self.region.extend_from_slice(part);
         }
         self.scratch.resize(self.region.len(), 0);
+        let r = r as usize;
+        reciprocals(r, &mut self.reciprocals);
         for _ in 0..2 {
-            box_blur(&self.region, &mut self.scratch, ew, eh, c, r as usize, 1);
-            box_blur(&self.scratch, &mut self.region, ew, eh, c, r as usize, ew);
+            blur_rows(&self.region, &mut self.scratch, ew, c, r, &self.reciprocals);
+            blur_columns(
+                &self.scratch,
+                &mut self.region,
+                ew * c,
+                eh,
+                r,
+                &self.reciprocals,
+                &mut self.sums,
+            );
         }
         for y in area.y0..area.y1 {
             let Some(row) = frame.row_mut(plane.index, y as usize) else {
@@ -355,29 +366,98 @@ fn mask_pixels(mask: &BitMask, width: u32, height: u32) -> impl Iterator<Item = 
     })
 }
 
-/// One pass of a box blur of radius `r` along one direction: `step` is 1
-/// (along rows) or the row length in samples (along columns). Windows are
-/// cut at the region's edges and averaged over what they hold.
-fn box_blur(src: &[u8], dst: &mut [u8], w: usize, h: usize, c: usize, r: usize, step: usize) {
-    let (lines, len, line_step) = if step == 1 { (h, w, w) } else { (w, h, 1) };
-    for line in 0..lines {
-        for ch in 0..c {
-            let at = |i: usize| (line * line_step + i * step) * c + ch;
-            let value = |i: usize| u32::from(src.get(at(i)).copied().unwrap_or(0));
-            let mut sum: u32 = (0..=r.min(len - 1)).map(value).sum();
-            for i in 0..len {
-                let lo = i.saturating_sub(r);
-                let hi = (i + r).min(len - 1);
-                let count = (hi - lo + 1) as u32;
-                if let Some(out) = dst.get_mut(at(i)) {
-                    *out = ((sum + count / 2) / count) as u8;
+/// `1 / count` in 24-bit fixed point, for every window size a blur of
+/// radius `r` has (1 ..= 2r + 1 samples).
+fn reciprocals(r: usize, table: &mut Vec<u64>) {
+    table.clear();
+    table.push(0);
+    table.extend((1..=2 * r as u64 + 1).map(|n| (1u64 << 24).div_ceil(n)));
+}
+
+#[inline]
+fn mean(sum: u32, reciprocal: u64) -> u8 {
+    ((u64::from(sum) * reciprocal + (1 << 23)) >> 24).min(255) as u8
+}
+
+/// A box blur of radius `r` along the rows of a `w x h` region of `c`-byte
+/// samples. Windows are cut at the region's edges and average what they
+/// hold.
+fn blur_rows(src: &[u8], dst: &mut [u8], w: usize, c: usize, r: usize, table: &[u64]) {
+    let line = w * c;
+    if line == 0 || c > 4 {
+        return;
+    }
+    for (s, d) in src.chunks_exact(line).zip(dst.chunks_exact_mut(line)) {
+        let mut sum = [0u32; 4];
+        for sample in s.chunks_exact(c).take(r + 1) {
+            for (acc, &v) in sum.iter_mut().zip(sample) {
+                *acc += u32::from(v);
+            }
+        }
+        for x in 0..w {
+            let count = (x + r).min(w - 1) + 1 - x.saturating_sub(r);
+            let reciprocal = table.get(count).copied().unwrap_or(0);
+            if let Some(out) = d.get_mut(x * c..x * c + c) {
+                for (o, &acc) in out.iter_mut().zip(&sum) {
+                    *o = mean(acc, reciprocal);
                 }
-                if i + r + 1 < len {
-                    sum += value(i + r + 1);
+            }
+            if let Some(incoming) = s.get((x + r + 1) * c..(x + r + 2) * c) {
+                for (acc, &v) in sum.iter_mut().zip(incoming) {
+                    *acc += u32::from(v);
                 }
-                if i >= r {
-                    sum -= value(i - r);
+            }
+            if x >= r
+                && let Some(outgoing) = s.get((x - r) * c..(x - r + 1) * c)
+            {
+                for (acc, &v) in sum.iter_mut().zip(outgoing) {
+                    *acc -= u32::from(v);
                 }
+            }
+        }
+    }
+}
+
+/// A box blur of radius `r` along the columns, row by row with one running
+/// sum per column (contiguous, so the inner loops vectorise).
+fn blur_columns(
+    src: &[u8],
+    dst: &mut [u8],
+    line: usize,
+    h: usize,
+    r: usize,
+    table: &[u64],
+    sums: &mut Vec<u32>,
+) {
+    if line == 0 || h == 0 {
+        return;
+    }
+    sums.clear();
+    sums.resize(line, 0);
+    let row = |y: usize| src.get(y * line..(y + 1) * line);
+    for y in 0..=r.min(h - 1) {
+        if let Some(values) = row(y) {
+            for (acc, &v) in sums.iter_mut().zip(values) {
+                *acc += u32::from(v);
+            }
+        }
+    }
+    for (y, out) in dst.chunks_exact_mut(line).take(h).enumerate() {
+        let count = (y + r).min(h - 1) + 1 - y.saturating_sub(r);
+        let reciprocal = table.get(count).copied().unwrap_or(0);
+        for (o, &acc) in out.iter_mut().zip(sums.iter()) {
+            *o = mean(acc, reciprocal);
+        }
+        if let Some(incoming) = row(y + r + 1) {
+            for (acc, &v) in sums.iter_mut().zip(incoming) {
+                *acc += u32::from(v);
+            }
+        }
+        if y >= r
+            && let Some(outgoing) = row(y - r)
+        {
+            for (acc, &v) in sums.iter_mut().zip(outgoing) {
+                *acc -= u32::from(v);
             }
         }
     }
@@ -576,14 +656,29 @@ mod tests {
     }
 
     #[test]
-    fn box_blur_averages_cut_windows() {
+    fn box_blurs_average_cut_windows() {
+        let mut table = Vec::new();
+        reciprocals(1, &mut table);
         let src = [0u8, 0, 90, 0, 0];
         let mut dst = [0u8; 5];
-        box_blur(&src, &mut dst, 5, 1, 1, 1, 1);
+        blur_rows(&src, &mut dst, 5, 1, 1, &table);
         assert_eq!(dst, [0, 30, 30, 30, 0]);
-        let ones = [60u8; 6];
-        box_blur(&ones, &mut dst[..], 1, 5, 1, 2, 1);
-        assert_eq!(dst, [60; 5]);
+        // Two-channel samples: each channel on its own.
+        let src = [0u8, 200, 0, 200, 90, 200];
+        let mut dst = [0u8; 6];
+        blur_rows(&src, &mut dst, 3, 2, 1, &table);
+        assert_eq!(dst, [0, 200, 30, 200, 45, 200]);
+        // Columns: the edges average fewer rows.
+        let src = [0u8, 0, 90, 0, 0];
+        let mut dst = [0u8; 5];
+        let mut sums = Vec::new();
+        blur_columns(&src, &mut dst, 1, 5, 1, &table, &mut sums);
+        assert_eq!(dst, [0, 30, 30, 30, 0]);
+        reciprocals(2, &mut table);
+        let flat = [60u8; 10];
+        let mut dst = [0u8; 10];
+        blur_columns(&flat, &mut dst, 2, 5, 2, &table, &mut sums);
+        assert_eq!(dst, [60; 10]);
     }
 
     #[test]

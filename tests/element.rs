@@ -288,3 +288,73 @@ fn properties_have_documented_defaults() {
     assert_eq!(nick("mask-selection"), "sam");
     assert_eq!(nick("execution-provider"), "cuda");
 }
+
+/// Every writable property reads back a non-default value set on it (a
+/// property missing from the getter would read back its default).
+#[test]
+fn every_property_reads_back_what_was_set() {
+    init();
+    let sam = gst::ElementFactory::make("tinysam").build().unwrap();
+    let mut checked = 0;
+    for pspec in sam.list_properties() {
+        let name = pspec.name();
+        if !pspec.flags().contains(glib::ParamFlags::WRITABLE)
+            || ["name", "parent", "qos", "prompt-list"].contains(&name)
+        {
+            continue;
+        }
+        let text = match pspec.value_type() {
+            t if t == bool::static_type() => {
+                (!pspec.default_value().get::<bool>().unwrap()).to_string()
+            }
+            t if t == String::static_type() => match name {
+                "prompts" => "point=1,2".to_owned(),
+                "object-class" | "overlay-objects" => "face,3".to_owned(),
+                _ => "/some/path".to_owned(),
+            },
+            t if t == u32::static_type() => {
+                let p = pspec.downcast_ref::<glib::ParamSpecUInt>().unwrap();
+                (if p.default_value() == p.maximum() {
+                    p.minimum()
+                } else {
+                    p.maximum()
+                })
+                .to_string()
+            }
+            t if t == u64::static_type() => "12345".to_owned(),
+            t if t == f64::static_type() => {
+                let p = pspec.downcast_ref::<glib::ParamSpecDouble>().unwrap();
+                (if p.default_value() == p.maximum() {
+                    p.minimum()
+                } else {
+                    p.maximum()
+                })
+                .to_string()
+            }
+            _ => {
+                let p = pspec.downcast_ref::<glib::ParamSpecEnum>().expect(name);
+                let class = p.enum_class();
+                let other = class
+                    .values()
+                    .iter()
+                    .find(|v| v.value() != p.default_value_as_i32())
+                    .unwrap();
+                other.nick().to_owned()
+            }
+        };
+        sam.set_property_from_str(name, &text);
+        let value = sam.property_value(name);
+        let read = value.serialize().map(|s| s.to_string()).unwrap_or_default();
+        let default = pspec
+            .default_value()
+            .serialize()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        assert_ne!(
+            read, default,
+            "`{name}` set to `{text}` reads back its default"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 30, "{checked} properties checked");
+}

@@ -486,8 +486,9 @@ fn objects_are_followed_by_id_through_prompt_edits() {
         summary(&f0),
         [(10, TrackState::Acquired), (20, TrackState::Acquired)]
     );
-    // 10 removed, 30 added: 20 keeps its track.
-    let next = [object(20, &boxes[1]), object(30, &boxes[2])];
+    // 10 removed, 30 added (prompted on this frame): 20 keeps its track.
+    let boxes_1 = box_prompts(&scenes[1]);
+    let next = [object(20, &boxes[1]), object(30, &boxes_1[2])];
     let f1 = video
         .process_objects(&embeddings[1], &next, &options)
         .unwrap();
@@ -504,18 +505,21 @@ fn objects_are_followed_by_id_through_prompt_edits() {
         let score = iou_with_truth(&o.object.mask, truth, 320);
         assert!(score >= 0.8, "object {}: IoU {score:.3}", o.id);
     }
-    // 30's prompt gains a negative point far outside it: still followed.
-    let corrected = boxes[2].clone().with_negative(2.0, 2.0);
+    // 30's prompt gains a negative point far outside it: a correction, so
+    // acquired again from its prompt moved with it, keeping its track.
+    let corrected = boxes_1[2].clone().with_negative(2.0, 2.0);
     let next = [object(20, &boxes[1]), object(30, &corrected)];
     let f2 = video
         .process_objects(&embeddings[2], &next, &options)
         .unwrap();
     assert_eq!(
         summary(&f2),
-        [(20, TrackState::Tracked), (30, TrackState::Tracked)]
+        [(20, TrackState::Tracked), (30, TrackState::Acquired)]
     );
+    // Its motion is not measured yet (one sighting): the prompt of frame 1
+    // on frame 2, where the shape moved on.
     let score = iou_with_truth(&f2.objects[1].object.mask, &scenes[2].masks[2], 320);
-    assert!(score >= 0.8, "corrected object: IoU {score:.3}");
+    assert!(score >= 0.7, "corrected object: IoU {score:.3}");
     // 20 gets another prompt (another shape): acquired again, same id.
     let next = [object(20, &boxes[3]), object(30, &corrected)];
     let f3 = video

@@ -104,7 +104,37 @@ fn remove_upstream_meta(buf: &mut gst::BufferRef) -> Result<(), glib::BoolError>
             gst::buffer::BufferMetaForeachAction::Keep
         })
     });
+    remove_region_masks(buf);
     Ok(())
+}
+
+/// Name of the parameter holding an object's mask on an ROI meta.
+const MASK_PARAM: &str = "tinysam/mask";
+
+/// Drops the `tinysam/mask` parameters an upstream `tinysam` gave other ROI
+/// metas (a detector's), so each carries at most this instance's mask.
+fn remove_region_masks(buf: &mut gst::BufferRef) {
+    for mut roi in buf.iter_meta_mut::<gst_video::VideoRegionOfInterestMeta>() {
+        if roi.roi_type() == ROI_TYPE || roi.param(MASK_PARAM).is_none() {
+            continue;
+        }
+        // SAFETY: the buffer, so the meta, is writable; `params` is the
+        // meta's own list of owned structures (freed with
+        // gst_structure_free), from which the bindings offer no removal.
+        unsafe {
+            let meta = roi.as_mut_ptr();
+            let mut node = (*meta).params;
+            while !node.is_null() {
+                let next = (*node).next;
+                let s = (*node).data as *mut gst::ffi::GstStructure;
+                if gst::StructureRef::from_glib_borrow(s).name() == MASK_PARAM {
+                    (*meta).params = glib::ffi::g_list_delete_link((*meta).params, node);
+                    gst::ffi::gst_structure_free(s);
+                }
+                node = next;
+            }
+        }
+    }
 }
 
 /// `mask` cut to the region `(x, y, w, h)`: the bits of the region's box.
@@ -141,7 +171,7 @@ fn attach_region_masks(buf: &mut gst::BufferRef, masks: &FrameMasks<'_>) {
             (b.y1 - b.y0) as u32,
         );
         let cut = mask_in_region(&tracked.object.mask, rect);
-        let param = gst::Structure::builder("tinysam/mask")
+        let param = gst::Structure::builder(MASK_PARAM)
             .field("id", object_id(tracked))
             .field("state", tracked.state.as_str())
             .field("width", cut.width() as i32)

@@ -540,6 +540,9 @@ impl Settings {
             "inference-interval" => settings.inference_interval.to_value(),
             "tracking" => settings.tracking.to_value(),
             "everything-interval" => settings.everything_interval.to_value(),
+            "inference-region" => settings.inference_region.to_value(),
+            "object-class" => settings.object_class.join(",").to_value(),
+            "navigation-prompts" => settings.navigation_prompts.to_value(),
             // Only the properties above are installed.
             _ => pspec.default_value().clone(),
         }

@@ -293,7 +293,8 @@ impl VideoSegmenter {
     /// One inferred frame. `prompts` are the current prompted objects: an
     /// object whose id and prompt are as in the previous call is followed,
     /// one whose prompt changed is acquired again from it (keeping its id;
-    /// a prompt that only gained points corrects the followed object), and
+    /// a prompt that only gained points re-acquires the followed object from
+    /// its prompt moved with it plus those points), and
     /// objects whose ids are gone are dropped. Without prompts, everything
     /// mode runs when `options.everything` is set. On an error the followed
     /// objects are as before the call or as of this frame's finished part;

@@ -5,8 +5,10 @@
 //! [`VideoSegmenter::process_objects`](super::VideoSegmenter::process_objects)
 //! follows [`ObjectPrompt`]s by id: an object whose id and prompt stay the
 //! same keeps its track, one whose prompt changes is acquired again from it
-//! (with its id), and one whose prompt only gained points keeps its track
-//! and gets the new points on its next inference (a click correcting it).
+//! (with its id), and one whose prompt only gained points (a click
+//! correcting it) keeps its track and is acquired again from its prompt
+//! moved with it plus the new points. A detector's box is new evidence on
+//! every frame: its object is acquired from it each time, keeping its id.
 //!
 //! A [`PromptSet`] is the list that run-time sources edit:
 //! - [`replace`](PromptSet::replace) gives the objects the ids `0..n` of

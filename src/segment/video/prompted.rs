@@ -5,11 +5,13 @@
 //! Per inference, each track is decoded from one prompt, all in one
 //! [`Segmenter::segment`] call:
 //! - its original prompt when it is new, lost, after a frame size change,
-//!   or with tracking off (state [`TrackState::Acquired`]);
+//!   with tracking off, or from a detector's box (state
+//!   [`TrackState::Acquired`]);
+//! - its original prompt moved with the object plus the points its prompt
+//!   gained since the last inference (a click that corrects it; also
+//!   [`TrackState::Acquired`], keeping the track);
 //! - otherwise the re-prompt built from its last result
-//!   ([`reprompt`](super::reprompt), state [`TrackState::Tracked`]), plus
-//!   the points its prompt gained since the last inference (a click that
-//!   corrects it).
+//!   ([`reprompt`](super::reprompt), state [`TrackState::Tracked`]).
 //!
 //! A re-prompted result must be a plausible continuation of the last
 //! accepted one ([`assess`]), and must not have jumped onto another
@@ -29,13 +31,26 @@ use crate::segment::segmenter::{SegmentedObject, Segmenter};
 use crate::segment::video::follow::{Plan, Rules, decode};
 use crate::segment::video::matching::intersection;
 use crate::segment::video::merge::{Followed, converged};
-use crate::segment::video::prompt_set::ObjectPrompt;
-use crate::segment::video::reprompt::reprompt;
+use crate::segment::video::prompt_set::{ObjectPrompt, PromptOrigin};
+use crate::segment::video::reprompt::{MaskInput, RepromptOptions, reprompt};
 use crate::segment::video::track::{Event, LossReason, Track, TrackState, assess_reacquisition};
 
 /// A re-acquired mask may share at most this fraction of its pixels with
 /// objects followed on the same frame.
 pub const REACQUIRE_MAX_OVERLAP: f64 = 0.2;
+
+/// A corrected object's prompt: its original points and box moved with
+/// it, without its old logits (they hold what the correction removes). (The
+/// last mask's grown box, tried too, loses the bundled model's objects on
+/// the next inference.)
+fn correction_reprompt() -> RepromptOptions {
+    RepromptOptions {
+        move_points: true,
+        box_margin: None,
+        mask_input: MaskInput::Off,
+        ..RepromptOptions::default()
+    }
+}
 use crate::segment::video::{
     TrackedObject, TrackerSettings, VideoFrame, VideoOptions, lost_object, object_id, pixel_options,
 };
@@ -58,6 +73,12 @@ pub(crate) struct PromptedTracker {
     slots: Vec<Slot>,
     /// Frame size the tracks' original prompts were resolved for.
     size: Option<(u32, u32)>,
+}
+
+/// Whether `object`'s prompt is new evidence on every frame (a detector's
+/// box), so it is acquired from it each time rather than followed.
+fn fresh(object: &ObjectPrompt) -> bool {
+    matches!(object.origin, PromptOrigin::Region { .. })
 }
 
 /// `prompt` with `points` appended.
@@ -98,7 +119,7 @@ impl PromptedTracker {
                 .slots
                 .iter()
                 .zip(prompts)
-                .all(|(s, p)| s.object.id == p.id && s.object.same_prompt(p));
+                .all(|(s, p)| s.object.id == p.id && s.object.same_prompt(p) && !fresh(p));
         if unchanged {
             for (slot, p) in self.slots.iter_mut().zip(prompts) {
                 slot.object.origin = p.origin.clone();
@@ -114,7 +135,7 @@ impl PromptedTracker {
                     .position(|s| s.object.id == p.id)
                     .map(|i| old.swap_remove(i));
                 match previous {
-                    Some(s) if s.object.same_prompt(p) => Slot {
+                    Some(s) if s.object.same_prompt(p) && !fresh(p) => Slot {
                         object: p.clone(),
                         ..s
                     },
@@ -166,13 +187,14 @@ impl PromptedTracker {
             }
             self.size = Some(size);
         }
-        // Objects new or changed since the last inference: resolved now; a
-        // corrected one keeps its track with the corrected original prompt.
-        let mut corrections: Vec<Vec<PromptPoint>> = Vec::with_capacity(self.slots.len());
+        // Objects new or changed since the last inference: resolved now. A
+        // corrected one keeps its track and is acquired again from its
+        // prompt moved with it, plus the new points.
+        let mut corrected: Vec<Option<Prompt>> = Vec::with_capacity(self.slots.len());
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let object = &slot.object;
             if slot.track.is_some() && slot.correction.is_empty() {
-                corrections.push(Vec::new());
+                corrected.push(None);
                 continue;
             }
             let (resolved, warnings) =
@@ -181,16 +203,19 @@ impl PromptedTracker {
                     .resolve(object.coord_mode, size.0, size.1, index);
             frame.warnings.extend(warnings);
             match &mut slot.track {
-                Some(track) => {
+                Some(track) if options.tracking && track.followable(inference) => {
                     let added = with_points(Prompt::new(), &slot.correction);
                     let (added, _) = added.resolve(object.coord_mode, size.0, size.1, index);
-                    corrections.push(added.points().to_vec());
-                    track.original = resolved;
+                    let moved = reprompt(track, &geometry, &correction_reprompt());
+                    let prompt = with_points(moved, added.points());
+                    track.original = prompt.clone();
+                    corrected.push(Some(prompt));
                     slot.correction.clear();
                 }
-                None => {
+                _ => {
                     slot.track = Some(Track::new(object.id, resolved));
-                    corrections.push(Vec::new());
+                    slot.correction.clear();
+                    corrected.push(None);
                 }
             }
         }
@@ -199,21 +224,20 @@ impl PromptedTracker {
         // One prompt per track, and the state an accepted result gets.
         let plans: Vec<Plan> = tracks
             .iter()
-            .zip(&corrections)
-            .map(|(t, correction)| {
-                if options.tracking && t.followable(inference) {
-                    let prompt = reprompt(t, &geometry, &settings.reprompt);
-                    let prompt = with_points(prompt, correction);
-                    Plan {
-                        prompt,
-                        via: TrackState::Tracked,
-                    }
-                } else {
-                    Plan {
-                        prompt: t.original.clone(),
-                        via: TrackState::Acquired,
-                    }
-                }
+            .zip(corrected)
+            .map(|(t, corrected)| match corrected {
+                Some(prompt) => Plan {
+                    prompt,
+                    via: TrackState::Acquired,
+                },
+                None if options.tracking && t.followable(inference) => Plan {
+                    prompt: reprompt(t, &geometry, &settings.reprompt),
+                    via: TrackState::Tracked,
+                },
+                None => Plan {
+                    prompt: t.original.clone(),
+                    via: TrackState::Acquired,
+                },
             })
             .collect();
         // Tracking off: the prompt does not follow the object, so only the

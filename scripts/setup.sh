@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-opencv opencv-data
     pkg-config meson ninja-build gcc libc6-dev
     python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0
 )

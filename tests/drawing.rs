@@ -58,7 +58,13 @@ fn differences(
     b: &gst::Buffer,
     selected: &dyn Fn(usize, usize) -> bool,
 ) -> (usize, usize) {
-    let planes = if format == "I420" { 3 } else if format == "NV12" { 2 } else { 1 };
+    let planes = if format == "I420" {
+        3
+    } else if format == "NV12" {
+        2
+    } else {
+        1
+    };
     let (mut inside, mut outside) = (0, 0);
     for p in 0..planes {
         let ((pa, stride), (pb, _)) = (plane(a, caps, p), plane(b, caps, p));
@@ -117,7 +123,10 @@ fn blur_and_pixelate_change_the_object_and_leave_the_rest_bit_identical() {
                 );
                 // The test frame is flat inside and outside the ellipse:
                 // only samples near its edge can change.
-                assert!(inside > 100, "{format} {mode} invert={invert}: {inside} changed");
+                assert!(
+                    inside > 100,
+                    "{format} {mode} invert={invert}: {inside} changed"
+                );
             }
         }
     }

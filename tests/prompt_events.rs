@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use gst::prelude::*;
 
 use common::element::*;
+use common::snippets::{CProgram, doc_block};
 
 /// The box around the test frame's ellipse, as numbers.
 const ELLIPSE_BOX: [f64; 4] = [86.0, 66.0, 234.0, 174.0];
@@ -219,17 +217,6 @@ fn waiting_edits_stay_bounded() {
 
 // -- docs/element.md's snippets ---------------------------------------------
 
-/// The body of the first fenced block in `language` after `heading` in
-/// docs/element.md.
-fn doc_block(heading: &str, language: &str) -> String {
-    let docs = std::fs::read_to_string(root().join("docs/element.md")).unwrap();
-    let section = &docs[docs.find(heading).expect("the heading")..];
-    let fence = format!("```{language}\n");
-    let start = section.find(&fence).expect("the block") + fence.len();
-    let end = start + section[start..].find("```").expect("the block's end");
-    section[start..end].to_owned()
-}
-
 /// Adds a box prompt with the id `id` from the next buffer `appsrc` pushes.
 fn add_box(appsrc: &gst::Element, id: u32, corners: [f64; 4]) -> bool {
     let prompt = gst::Structure::builder("tinysam/prompt")
@@ -298,19 +285,6 @@ fn the_documented_rust_snippet_is_this_one_and_is_frame_accurate() {
     assert_eq!(counts, [0, 0, 0, 1, 1, 1]);
 }
 
-/// The plugin built with this test (see tests/cli.rs).
-fn built_plugin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let deps = exe.parent().unwrap();
-    [
-        deps.join("libgsttinysam.so"),
-        deps.join("..").join("libgsttinysam.so"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .expect("libgsttinysam.so next to the test executable")
-}
-
 /// A C program around the documented function: appsrc ! tinysam ! appsink,
 /// the event sent between buffers 1 and 2; prints each buffer's object ids.
 const C_PROGRAM: &str = r#"
@@ -375,66 +349,17 @@ main (int argc, char **argv)
 }
 "#;
 
-fn pkg_config(args: &[&str]) -> Vec<String> {
-    let out = Command::new("pkg-config")
-        .args(args)
-        .arg("gstreamer-1.0")
-        .output()
-        .expect("pkg-config (make setup installs it)");
-    assert!(out.status.success(), "pkg-config gstreamer-1.0 failed");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
 #[test]
 fn the_documented_c_snippet_compiles_and_is_frame_accurate() {
     let snippet = doc_block("### Prompt events from applications", "c");
-    let dir = std::env::temp_dir().join(format!("gst-tinysam-c-snippet-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
-    std::fs::copy(built_plugin(), dir.join("plugins/libgsttinysam.so")).unwrap();
-    let source = dir.join("snippet.c");
-    std::fs::write(&source, C_PROGRAM.replace("@SNIPPET@", &snippet)).unwrap();
-    let program = dir.join("snippet");
-    let compiled = Command::new("gcc")
-        .arg("-Wall")
-        .arg("-Werror")
-        .arg(&source)
-        .arg("-o")
-        .arg(&program)
-        .args(pkg_config(&["--cflags", "--libs"]))
-        .output()
-        .expect("gcc");
-    assert!(
-        compiled.status.success(),
-        "the C snippet does not compile:\n{}",
-        String::from_utf8_lossy(&compiled.stderr)
-    );
-    let frame = dir.join("frame.rgba");
+    let program = CProgram::compile("prompt-event", &C_PROGRAM.replace("@SNIPPET@", &snippet));
+    let frame = program.file("frame.rgba");
     std::fs::write(&frame, rgba_frame()).unwrap();
-    let ran = run_c(&program, &dir, &frame, &add_box_text(Some(5), ELLIPSE_BOX));
-    assert_eq!(ran, "buffer:\nbuffer:\nbuffer: 5\nbuffer: 5\n");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn run_c(program: &Path, dir: &Path, frame: &Path, event: &str) -> String {
-    let out = Command::new(program)
-        .arg(rgba_caps())
-        .arg(model_dir())
-        .arg(frame)
-        .arg(event)
-        .env("GST_PLUGIN_PATH", dir.join("plugins"))
-        .env("GST_REGISTRY", dir.join("registry.bin"))
-        .env_remove("GST_DEBUG")
-        .output()
-        .expect("run the C program");
-    assert!(
-        out.status.success(),
-        "the C program failed ({}):\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let output = program.run(&[
+        &rgba_caps(),
+        &model_dir(),
+        &frame,
+        &add_box_text(Some(5), ELLIPSE_BOX),
+    ]);
+    assert_eq!(output, "buffer:\nbuffer:\nbuffer: 5\nbuffer: 5\n");
 }

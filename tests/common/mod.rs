@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod element;
+pub mod snippets;
 
 use gsttinysam::segment::{FrameView, PixelFormat};
 

@@ -338,7 +338,8 @@ mod tests {
                             (Some(layout), _) => {
                                 let (x, channel) =
                                     (col / layout.bytes_per_pixel, col % layout.bytes_per_pixel);
-                                channel != 3 && inside(x as u32, row as u32)
+                                [layout.red, layout.green, layout.blue].contains(&channel)
+                                    && inside(x as u32, row as u32)
                             }
                             (None, 0) => inside(col as u32, row as u32),
                             (None, _) => {

@@ -176,15 +176,6 @@ fn assert_one_warning(sam: &gst::Element, reason: &str) {
     assert!(texts[0].contains(reason), "{:?} lacks {reason:?}", texts[0]);
 }
 
-/// `scene` (packed RGB, 320x240) as packed RGBA.
-fn rgba(scene: &Scene) -> Vec<u8> {
-    assert_eq!((scene.width, scene.height), (WIDTH, HEIGHT));
-    scene
-        .rgb
-        .chunks_exact(3)
-        .flat_map(|p| [p[0], p[1], p[2], 255])
-        .collect()
-}
 
 fn area(mask: &[bool]) -> usize {
     mask.iter().filter(|m| **m).count()
@@ -273,7 +264,7 @@ fn left_click_on_the_ellipse(coordinates: &str) {
 #[test]
 fn clicks_on_two_shapes_make_two_objects() {
     let scene = three_shapes();
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     let sam = tinysam(&[("everything-mode", "none")]);
     let mut h = harness(&sam, "RGBA");
     assert!(seen(&push(&mut h, &frame, 0)).is_empty());
@@ -440,7 +431,7 @@ fn a_corrected_object_is_still_followed() {
 #[test]
 fn shift_click_corrects_the_object_under_the_pointer() {
     let scene = three_shapes();
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     let sam = tinysam(&[("everything-mode", "none"), ("tracking", "false")]);
     let mut h = harness(&sam, "RGBA");
     push(&mut h, &frame, 0);
@@ -487,7 +478,7 @@ fn shift_click_corrects_the_object_under_the_pointer() {
 #[test]
 fn right_click_removes_the_object_under_the_pointer() {
     let scene = three_shapes();
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     let sam = tinysam(&[("everything-mode", "none")]);
     let mut h = harness(&sam, "RGBA");
     push(&mut h, &frame, 0);
@@ -577,7 +568,7 @@ fn removing_the_last_click_resumes_everything_mode() {
 #[test]
 fn escape_clears_clicked_and_property_prompts() {
     let scene = three_shapes();
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     let (px, py) = click_point(&scene.masks[0]);
     let prompt = format!("point={px},{py}");
     let sam = tinysam(&[("everything-mode", "none"), ("prompts", &prompt)]);
@@ -788,7 +779,7 @@ fn a_clicked_object_is_followed_on_moving_shapes() {
     let video = moving_shapes(12);
     let sam = tinysam(&[("everything-mode", "none")]);
     let mut h = harness(&sam, "RGBA");
-    assert!(seen(&push(&mut h, &rgba(&video[0]), 0)).is_empty());
+    assert!(seen(&push(&mut h, &scene_rgba(&video[0]), 0)).is_empty());
     // The slow ellipse and the fast disc, where they are on frame 0.
     let followed = [0, 3];
     for &k in &followed {
@@ -797,7 +788,7 @@ fn a_clicked_object_is_followed_on_moving_shapes() {
     }
     let mut id_of = Vec::new();
     for (t, scene) in video.iter().enumerate().skip(1) {
-        let objects = seen(&push(&mut h, &rgba(scene), t as u64));
+        let objects = seen(&push(&mut h, &scene_rgba(scene), t as u64));
         assert_eq!(
             objects.len(),
             followed.len(),
@@ -842,7 +833,7 @@ fn a_clicked_object_is_followed_on_moving_shapes() {
 fn a_click_in_a_scaled_pipeline_lands_on_the_object() {
     init();
     let scene = three_shapes();
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     let pipeline = gst::parse::launch(
         "appsrc name=src format=time ! tinysam name=sam processing=sync everything-mode=none \
          ! videoscale ! video/x-raw,width=640,height=480 ! appsink name=sink sync=false",

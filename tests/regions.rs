@@ -45,14 +45,6 @@ fn box_around(mask: &[bool], grow: u32) -> (u32, u32, u32, u32) {
     (x0, y0, x1 - x0, y1 - y0)
 }
 
-fn rgba(scene: &Scene) -> Vec<u8> {
-    assert_eq!((scene.width, scene.height), (WIDTH, HEIGHT));
-    scene
-        .rgb
-        .chunks_exact(3)
-        .flat_map(|p| [p[0], p[1], p[2], 255])
-        .collect()
-}
 
 /// An RGBA frame as a buffer with `rois` attached, in order.
 fn buffer_with_rois(frame: &[u8], index: u64, rois: &[Roi]) -> gst::Buffer {
@@ -280,7 +272,7 @@ fn boxes_around_known_shapes_get_their_masks_in_both_metas() {
         .collect();
     let sam = roi_list(&[]);
     let mut h = harness(&sam, "RGBA");
-    let out = push_rois(&mut h, &rgba(&scene), 0, &rois);
+    let out = push_rois(&mut h, &scene_rgba(&scene), 0, &rois);
     let objects = found_objects(&out);
     assert_eq!(objects.len(), rois.len(), "one object per ROI: {objects:?}");
     let ids: HashSet<u32> = objects.iter().map(|o| o.object.id).collect();
@@ -303,7 +295,7 @@ fn boxes_around_known_shapes_get_their_masks_in_both_metas() {
     // `coordinates` is the properties' unit; ROI metas are in pixels.
     let sam = roi_list(&[("coordinates", "normalized")]);
     let mut h = harness(&sam, "RGBA");
-    let again = found_objects(&push_rois(&mut h, &rgba(&scene), 0, &rois));
+    let again = found_objects(&push_rois(&mut h, &scene_rgba(&scene), 0, &rois));
     for r in &rois {
         let (a, b) = (by_roi(&again, r.id), by_roi(&objects, r.id));
         assert_eq!(a.object.mask, b.object.mask, "ROI {}", r.id);
@@ -317,7 +309,7 @@ fn full_frame_mode_ignores_rois() {
     // Nothing to do: passthrough, the detector's meta untouched.
     let sam = tinysam(&[("everything-mode", "none")]);
     let mut h = harness(&sam, "RGBA");
-    let out = push_rois(&mut h, &rgba(&scene), 0, &rois);
+    let out = push_rois(&mut h, &scene_rgba(&scene), 0, &rois);
     assert!(gst::meta::CustomMeta::from_buffer(&out, "GstTinySamMeta").is_err());
     let detected = detector_rois(&out);
     assert_eq!(detected.len(), 1);
@@ -327,7 +319,7 @@ fn full_frame_mode_ignores_rois() {
     let prompt = format!("box={x},{y},{},{}", x + w, y + hh);
     let sam = tinysam(&[("everything-mode", "none"), ("prompts", &prompt)]);
     let mut h = harness(&sam, "RGBA");
-    let out = push_rois(&mut h, &rgba(&scene), 0, &rois);
+    let out = push_rois(&mut h, &scene_rgba(&scene), 0, &rois);
     let objects = found_objects(&out);
     assert_eq!(objects.len(), 1);
     assert_eq!(objects[0].prompt_source.as_deref(), Some("property"));
@@ -347,7 +339,7 @@ fn object_class_keeps_matching_rois_beside_property_prompts() {
     let prompt = format!("box={x},{y},{},{}", x + w, y + hh);
     let sam = roi_list(&[("object-class", "face"), ("prompts", &prompt)]);
     let mut h = harness(&sam, "RGBA");
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     let mut face_id = None;
     // The class filter changes while playing, from the next buffer on.
     for (i, (classes, kept)) in [
@@ -438,7 +430,7 @@ fn rois_outside_the_frame_or_empty_are_skipped() {
     ];
     let sam = roi_list(&[]);
     let mut h = harness(&sam, "RGBA");
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     let mut ids_seen = Vec::new();
     for (i, rois) in [mixed.clone(), bad.to_vec(), mixed].iter().enumerate() {
         let out = push_rois(&mut h, &frame, i as u64, rois);
@@ -507,7 +499,7 @@ fn a_second_instance_replaces_the_first_ones_roi_masks() {
          ! tinysam model=\"{model}\" processing=sync inference-region=roi-list object-class=car"
     ));
     h.set_src_caps_str(&rgba_caps());
-    let out = push_rois(&mut h, &rgba(&scene), 0, &rois);
+    let out = push_rois(&mut h, &scene_rgba(&scene), 0, &rois);
     let objects = found_objects(&out);
     assert_eq!(objects.len(), 1, "{objects:?}");
     let car = by_roi(&objects, 2);
@@ -553,7 +545,7 @@ fn tiles(size: u32, count: usize) -> Vec<Roi> {
 #[test]
 fn hundreds_of_rois_on_one_frame() {
     let scene = four_shapes();
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     // 20 x 15 tiles of 16 px: more than one decoder call of 256.
     let rois = tiles(16, 300);
     assert_eq!(rois.len(), 300);
@@ -633,7 +625,7 @@ fn more_than_1024_rois_warn_and_keep_1024_objects() {
     let prompt = format!("box={x},{y},{},{}", x + w, y + hh);
     let sam = roi_list(&[("prompts", &prompt)]);
     let mut h = harness(&sam, "RGBA");
-    let out = push_rois(&mut h, &rgba(&scene), 0, &rois);
+    let out = push_rois(&mut h, &scene_rgba(&scene), 0, &rois);
     let (text, debug) = pop_warning(&sam);
     println!("warning: {text} ({debug})");
     let message = format!("{text} {debug}");
@@ -672,7 +664,7 @@ fn moving_boxes_keep_their_ids_and_vanished_ones_are_not_carried() {
             .iter()
             .map(|&k| roi("shape", box_around(&scene.masks[k], 2), 0))
             .collect();
-        let out = push_rois(&mut h, &rgba(scene), t as u64, &rois);
+        let out = push_rois(&mut h, &scene_rgba(scene), t as u64, &rois);
         let objects = found_objects(&out);
         assert_eq!(objects.len(), rois.len(), "frame {t}: {objects:?}");
         let detected = detector_rois(&out);
@@ -771,7 +763,7 @@ fn detector_ids_carry_object_ids_when_boxes_cross() {
                     roi("ball", box_around(&scene.masks[0], 2), red_id),
                     roi("ball", box_around(&scene.masks[1], 2), blue_id),
                 ];
-                let out = push_rois(&mut h, &rgba(scene), t as u64, &rois);
+                let out = push_rois(&mut h, &scene_rgba(scene), t as u64, &rois);
                 let objects = found_objects(&out);
                 assert_eq!(objects.len(), 2);
                 let detected = detector_rois(&out);
@@ -831,7 +823,7 @@ fn async_pipeline_never_carries_a_vanished_roi() {
     let sink = pipeline.by_name("sink").unwrap();
     pipeline.set_state(gst::State::Playing).expect("PLAYING");
     let scene = four_shapes();
-    let frame = rgba(&scene);
+    let frame = scene_rgba(&scene);
     let all: Vec<Roi> = (0..3)
         .map(|k| roi("shape", box_around(&scene.masks[k], 2), k as i32 + 1))
         .collect();

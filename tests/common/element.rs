@@ -45,6 +45,16 @@ pub fn in_ellipse(x: u32, y: u32) -> bool {
     dx * dx + dy * dy <= 1.0
 }
 
+/// A rendered scene (packed RGB, WIDTH x HEIGHT) as packed RGBA.
+pub fn scene_rgba(scene: &super::Scene) -> Vec<u8> {
+    assert_eq!((scene.width, scene.height), (WIDTH, HEIGHT));
+    scene
+        .rgb
+        .chunks_exact(3)
+        .flat_map(|p| [p[0], p[1], p[2], 255])
+        .collect()
+}
+
 /// The test frame as packed RGBA.
 pub fn rgba_frame() -> Vec<u8> {
     let mut data = Vec::with_capacity((WIDTH * HEIGHT * 4) as usize);

@@ -14,7 +14,7 @@
 use gst::glib;
 
 use super::Edit;
-use super::list::{identified_prompts_from_array, prompts_from_array};
+use super::list::{identified_prompts_from_array, object_id, prompts_from_array};
 use crate::segment::limits::{MAX_PROMPTS, quote};
 use crate::segment::prompt::CoordMode;
 use crate::segment::video::PromptOrigin;
@@ -121,7 +121,7 @@ pub fn edit_from_structure(s: &gst::StructureRef) -> Result<Edit, String> {
                     array.len()
                 ));
             }
-            let ids = array.iter().map(object_id).collect::<Result<Vec<_>, _>>()?;
+            let ids = array.iter().map(id_of).collect::<Result<Vec<_>, _>>()?;
             Ok(Edit::Remove { ids })
         }
         "clear" => {
@@ -135,18 +135,13 @@ pub fn edit_from_structure(s: &gst::StructureRef) -> Result<Edit, String> {
     }
 }
 
-fn object_id(v: &glib::SendValue) -> Result<u64, String> {
-    v.get::<u64>()
-        .ok()
-        .or_else(|| v.get::<u32>().ok().map(u64::from))
-        .or_else(|| v.get::<i32>().ok().and_then(|n| u64::try_from(n).ok()))
-        .or_else(|| v.get::<i64>().ok().and_then(|n| u64::try_from(n).ok()))
-        .ok_or_else(|| {
-            format!(
-                "`{IDS}` holds a {}, not a non-negative integer id",
-                v.type_()
-            )
-        })
+fn id_of(v: &glib::SendValue) -> Result<u64, String> {
+    object_id(v).ok_or_else(|| {
+        format!(
+            "`{IDS}` holds a {}, not a non-negative integer id",
+            v.type_()
+        )
+    })
 }
 
 #[cfg(test)]

@@ -98,16 +98,9 @@ fn prompt_from_structure(
     }
     let id = match s.value(ID).ok() {
         None => None,
-        Some(v) => Some(
-            v.get::<u64>()
-                .ok()
-                .or_else(|| v.get::<u32>().ok().map(u64::from))
-                .or_else(|| v.get::<i32>().ok().and_then(|n| u64::try_from(n).ok()))
-                .or_else(|| v.get::<i64>().ok().and_then(|n| u64::try_from(n).ok()))
-                .ok_or_else(|| {
-                    format!("`{ID}` must be a non-negative integer, got a {}", v.type_())
-                })?,
-        ),
+        Some(v) => Some(object_id(v).ok_or_else(|| {
+            format!("`{ID}` must be a non-negative integer, got a {}", v.type_())
+        })?),
     };
     let mut prompt = Prompt::new();
     if let Some(b) = numbers(s, BOX)? {
@@ -165,6 +158,16 @@ fn numbers(s: &gst::StructureRef, field: &str) -> Result<Option<Vec<f32>>, Strin
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// An object id held as any integer type; `None` for negative numbers and
+/// other types.
+pub fn object_id(v: &glib::SendValue) -> Option<u64> {
+    v.get::<u64>()
+        .ok()
+        .or_else(|| v.get::<u32>().ok().map(u64::from))
+        .or_else(|| v.get::<i32>().ok().and_then(|n| u64::try_from(n).ok()))
+        .or_else(|| v.get::<i64>().ok().and_then(|n| u64::try_from(n).ok()))
 }
 
 fn number(v: &glib::SendValue) -> Option<f64> {

@@ -6,7 +6,7 @@
 # rustup installs cargo here; a fresh login shell may not have it on PATH yet.
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: all setup build demo test test-rust test-python clean
+.PHONY: all setup build demo docs-images test test-rust test-python clean
 
 all: build
 
@@ -18,6 +18,11 @@ build: setup
 
 demo: setup
 	scripts/demo.sh
+
+# The pictures in docs/ come from the demo: run after the output changes.
+docs-images: demo
+	cp out/demo-overlay-modes.png docs/images/overlay-modes.png
+	cp out/demo-tracking-strip.png docs/images/tracking-strip.png
 
 test: setup
 	$(MAKE) --no-print-directory test-rust test-python

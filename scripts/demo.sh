@@ -6,7 +6,10 @@
 # then one frame without prompts in everything mode, to out/demo-everything.png;
 # then the moving ball of videotestsrc followed from one point prompt on the
 # first frame, to out/demo-tracking.webm and a strip of frames,
-# out/demo-tracking-strip.png.
+# out/demo-tracking-strip.png; then the overlay modes on a drawn face found
+# by OpenCV's detector (fill, a cut-out over checkers, blur, pixelate), to
+# out/demo-overlay-modes.png. `make docs-images` copies the pictures the docs
+# show into docs/images.
 # Run through `make demo`, which sets up and builds first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,5 +75,37 @@ for n in names:
     os.remove(n)
 PY
 
+# Overlay modes on the face of examples/data: one box prompt per face that
+# facedetect finds (inference-region=roi-list).
+FACE="filesrc location=examples/data/face.png ! pngdec ! videoconvert ! facedetect display=false \
+    ! videoconvert ! video/x-raw,format=RGBA"
+SAM="tinysam model=$MODEL inference-region=roi-list object-class=face overlay=true"
+for mode in fill blur pixelate; do
+    OPENCV_LOG_LEVEL=FATAL gst-launch-1.0 -q $FACE ! $SAM overlay-mode=$mode \
+        ! videoconvert ! video/x-raw,format=RGB ! filesink location="$OUT/demo-mode-$mode.rgb"
+done
+# The cut-out over another picture: compositor takes tinysam's alpha channel.
+OPENCV_LOG_LEVEL=FATAL gst-launch-1.0 -q compositor name=mix \
+    ! videoconvert ! video/x-raw,format=RGB ! filesink location="$OUT/demo-mode-alpha.rgb" \
+    videotestsrc num-buffers=1 pattern=checkers-8 ! video/x-raw,format=RGBA,width=320,height=240 ! mix.sink_0 \
+    $FACE ! $SAM overlay-mode=alpha ! mix.sink_1
+.venv/bin/python - "$OUT" <<'PY'
+import os, sys
+import numpy as np
+from PIL import Image
+out = sys.argv[1]
+panels = []
+for mode in ("fill", "alpha", "blur", "pixelate"):
+    name = f"{out}/demo-mode-{mode}.rgb"
+    panels.append(np.fromfile(name, np.uint8).reshape(240, 320, 3))
+    os.remove(name)
+everything = Image.open(f"{out}/demo-everything.png").convert("RGB").resize((427, 240))
+panels.insert(1, np.asarray(everything))
+gap = np.full((240, 4, 3), 255, np.uint8)
+strip = np.concatenate([x for p in panels for x in (p, gap)][:-1], axis=1)
+Image.fromarray(strip).save(f"{out}/demo-overlay-modes.png", optimize=True)
+PY
+
 echo "wrote $(ls "$OUT"/demo-[0-9]*.png | wc -l) frames to $OUT/demo-000.png ... and $OUT/demo-everything.png (open them with any image viewer)"
 echo "wrote $OUT/demo-tracking.webm (the ball followed from one point) and $OUT/demo-tracking-strip.png"
+echo "wrote $OUT/demo-overlay-modes.png (fill, everything mode, cut-out, blur, pixelate)"

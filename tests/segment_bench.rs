@@ -219,6 +219,78 @@ fn overlay_modes_at_1080p() {
     }
 }
 
+/// `a` and `b`'s common pixels counted one pixel at a time: what
+/// `matching::intersection` did before it counted words.
+fn intersection_per_pixel(a: &BitMask, b: &BitMask) -> u64 {
+    let (x0, y0) = (a.x().max(b.x()), a.y().max(b.y()));
+    let x1 = (a.x() + a.width()).min(b.x() + b.width());
+    let y1 = (a.y() + a.height()).min(b.y() + b.height());
+    let mut count = 0;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            count += u64::from(a.contains(x, y) && b.contains(x, y));
+        }
+    }
+    count
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture in release mode"]
+fn many_followed_objects() {
+    use gsttinysam::segment::video::{VideoOptions, VideoSegmenter, matching::intersection};
+    let mut video = VideoSegmenter::new(bench_segmenter());
+    let scene = common::render(5, 640, 480, 6);
+    let embedding = video.segmenter_mut().embed(&scene.frame()).unwrap();
+    println!("many prompted objects on a 640x480 scene (6 shapes), tracking on:");
+    println!(
+        "  objects   frame (acquire)   frame (track)   pairwise intersections: per pixel / per word"
+    );
+    for n in [64usize, 256] {
+        // Points on a grid: many land on the background or on one shape,
+        // so their masks overlap heavily (the worst case for the checks).
+        let side = (n as f64).sqrt().ceil() as usize;
+        let prompts: Vec<Prompt> = (0..n)
+            .map(|i| {
+                let (c, r) = (i % side, i / side);
+                Prompt::new().with_point(
+                    (c as f32 + 0.5) * 640.0 / side as f32,
+                    (r as f32 + 0.5) * 480.0 / side as f32,
+                )
+            })
+            .collect();
+        let options = VideoOptions::default();
+        video.reset();
+        let start = Instant::now();
+        let first = video.process(&embedding, &prompts, &options).unwrap();
+        let acquire = start.elapsed();
+        let start = Instant::now();
+        video.process(&embedding, &prompts, &options).unwrap();
+        let track = start.elapsed();
+        let masks: Vec<&BitMask> = first.objects.iter().map(|o| &o.object.mask).collect();
+        let pairs = |f: &dyn Fn(&BitMask, &BitMask) -> u64| {
+            let start = Instant::now();
+            let mut total = 0u64;
+            for (i, a) in masks.iter().enumerate() {
+                for b in &masks[i + 1..] {
+                    total += f(a, b);
+                }
+            }
+            (start.elapsed(), total)
+        };
+        let (pixel, t1) = pairs(&|a, b| intersection_per_pixel(a, b));
+        let (word, t2) = pairs(&|a, b| intersection(a, b));
+        assert_eq!(t1, t2);
+        println!(
+            "  {n:7} {} {} {} / {} ({:.0}x)",
+            ms(acquire),
+            ms(track),
+            ms(pixel),
+            ms(word),
+            pixel.as_secs_f64() / word.as_secs_f64().max(1e-9)
+        );
+    }
+}
+
 /// The benchmark's model (see the module documentation), loaded.
 fn bench_segmenter() -> Segmenter {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

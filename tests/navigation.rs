@@ -176,7 +176,6 @@ fn assert_one_warning(sam: &gst::Element, reason: &str) {
     assert!(texts[0].contains(reason), "{:?} lacks {reason:?}", texts[0]);
 }
 
-
 fn area(mask: &[bool]) -> usize {
     mask.iter().filter(|m| **m).count()
 }

@@ -45,7 +45,6 @@ fn box_around(mask: &[bool], grow: u32) -> (u32, u32, u32, u32) {
     (x0, y0, x1 - x0, y1 - y0)
 }
 
-
 /// An RGBA frame as a buffer with `rois` attached, in order.
 fn buffer_with_rois(frame: &[u8], index: u64, rois: &[Roi]) -> gst::Buffer {
     let mut buffer = gst::Buffer::from_slice(frame.to_vec());

@@ -324,7 +324,7 @@ impl TinySam {
             };
             let (objects, regions, notice) = prompts.frame_prompts(regions);
             notices.extend(notice);
-            (Arc::new(objects), regions)
+            (objects, regions)
         };
         let options = settings.video_options();
         let pts = buf.pts();

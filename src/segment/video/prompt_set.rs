@@ -232,11 +232,16 @@ impl PromptSet {
     }
 
     /// The objects from `origin` are now read in `coord_mode` (the
-    /// properties' prompts follow the `coordinates` property).
-    pub fn set_coord_mode(&mut self, origin: &PromptOrigin, coord_mode: CoordMode) {
+    /// properties' prompts follow the `coordinates` property); whether any
+    /// changed.
+    #[must_use]
+    pub fn set_coord_mode(&mut self, origin: &PromptOrigin, coord_mode: CoordMode) -> bool {
+        let mut changed = false;
         for object in self.objects.iter_mut().filter(|o| &o.origin == origin) {
+            changed |= object.coord_mode != coord_mode;
             object.coord_mode = coord_mode;
         }
+        changed
     }
 
     /// Adds a point, given in frame pixels of a `width` x `height` frame, to

@@ -18,6 +18,7 @@ pub mod navigation;
 pub mod regions;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use regions::Region;
 
@@ -84,6 +85,9 @@ pub enum Notice {
 #[derive(Debug)]
 pub struct Prompts {
     set: PromptSet,
+    /// The set's objects as the buffers share them, until the set changes:
+    /// frames without regions take them without a copy.
+    shared: Option<Arc<Vec<ObjectPrompt>>>,
     pending: VecDeque<Edit>,
     detections: DetectionIds,
     ids: IdCounter,
@@ -94,6 +98,7 @@ impl Default for Prompts {
         let ids = IdCounter::new();
         Prompts {
             set: PromptSet::new(ids.clone()),
+            shared: None,
             pending: VecDeque::new(),
             detections: DetectionIds::new(ids.clone()),
             ids,
@@ -135,10 +140,16 @@ impl Prompts {
         frame: Option<(u32, u32)>,
         coordinates: CoordMode,
     ) -> Vec<Notice> {
-        self.set
-            .set_coord_mode(&PromptOrigin::Property, coordinates);
+        // Any change to the set invalidates the objects the buffers share.
+        if self
+            .set
+            .set_coord_mode(&PromptOrigin::Property, coordinates)
+        {
+            self.shared = None;
+        }
         let mut notices = Vec::new();
         while let Some(edit) = self.pending.pop_front() {
+            self.shared = None;
             if let Some(notice) = self.apply(edit, shown, frame, coordinates) {
                 notices.push(notice);
             }
@@ -267,7 +278,7 @@ impl Prompts {
     pub fn frame_prompts(
         &mut self,
         mut regions: Vec<Region>,
-    ) -> (Vec<ObjectPrompt>, Vec<(Region, u64)>, Option<Notice>) {
+    ) -> (Arc<Vec<ObjectPrompt>>, Vec<(Region, u64)>, Option<Notice>) {
         let room = MAX_PROMPTS.saturating_sub(self.set.len());
         let mut notice = None;
         if regions.len() > room {
@@ -283,7 +294,13 @@ impl Prompts {
         let ids = self
             .detections
             .assign(&detections, &|id| set.get(id).is_some());
-        let mut objects = self.set.objects().to_vec();
+        let shared = self
+            .shared
+            .get_or_insert_with(|| Arc::new(self.set.objects().to_vec()));
+        if detections.is_empty() {
+            return (Arc::clone(shared), Vec::new(), notice);
+        }
+        let mut objects = shared.as_ref().clone();
         objects.extend(
             detections
                 .into_iter()
@@ -298,7 +315,11 @@ impl Prompts {
                     },
                 }),
         );
-        (objects, regions.into_iter().zip(ids).collect(), notice)
+        (
+            Arc::new(objects),
+            regions.into_iter().zip(ids).collect(),
+            notice,
+        )
     }
 
     /// Forgets the last frame's regions (after a flush); the set stays.

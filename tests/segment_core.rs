@@ -433,6 +433,7 @@ fn unavailable_execution_provider_falls_back_to_cpu() {
     let options = EngineOptions {
         n_threads: 1,
         execution_provider: ExecutionProviderKind::OpenVino,
+        ..EngineOptions::default()
     };
     let (segmenter, warnings) =
         Segmenter::load(&ModelSource::directory(data("tiny")), &options).unwrap();

@@ -188,6 +188,13 @@ impl Segmenter {
         self.engine.execution_provider()
     }
 
+    /// Whether both run on the same ONNX Runtime sessions: loaded from the
+    /// same files with the same options and
+    /// [`share_sessions`](EngineOptions::share_sessions).
+    pub fn shares_sessions_with(&self, other: &Segmenter) -> bool {
+        self.engine.shares_sessions_with(&other.engine)
+    }
+
     /// Stage timings of the last calls.
     pub fn timings(&self) -> &Timings {
         &self.timings

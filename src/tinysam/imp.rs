@@ -410,6 +410,7 @@ impl ObjectImpl for TinySam {
                 | "decoder-model"
                 | "n-threads"
                 | "execution-provider"
+                | "share-sessions"
                 | "processing"
         );
         if model_property && self.started() {
@@ -547,6 +548,7 @@ impl BaseTransformImpl for TinySam {
         let options = EngineOptions {
             n_threads: settings.n_threads as usize,
             execution_provider: requested,
+            share_sessions: settings.share_sessions,
         };
         let (segmenter, warnings) = Segmenter::load(&source, &options).map_err(|err| {
             gst::error!(CAT, imp = self, "{err}");

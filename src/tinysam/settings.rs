@@ -36,6 +36,8 @@ pub const DEFAULT_OVERLAY_PIXEL_SIZE: u32 = 16;
 pub const MAX_OVERLAY_EFFECT_SIZE: u32 = 256;
 pub const DEFAULT_N_THREADS: u32 = 0;
 pub const DEFAULT_EXECUTION_PROVIDER: ExecutionProvider = ExecutionProvider::Cpu;
+/// One copy of a model and its threads for all the instances of a process.
+pub const DEFAULT_SHARE_SESSIONS: bool = true;
 pub const DEFAULT_EVERYTHING_MODE: EverythingMode = EverythingMode::Hierarchical;
 pub const DEFAULT_PROCESSING: Processing = Processing::Auto;
 /// DL Streamer's: every frame.
@@ -73,6 +75,7 @@ pub struct Settings {
     pub overlay_pixel_size: u32,
     pub n_threads: u32,
     pub execution_provider: ExecutionProvider,
+    pub share_sessions: bool,
     pub everything_mode: EverythingMode,
     /// Everything-mode options; `strategy` and `mask_threshold` follow
     /// `everything_mode` and `mask_threshold`.
@@ -108,6 +111,7 @@ impl Default for Settings {
             overlay_pixel_size: DEFAULT_OVERLAY_PIXEL_SIZE,
             n_threads: DEFAULT_N_THREADS,
             execution_provider: DEFAULT_EXECUTION_PROVIDER,
+            share_sessions: DEFAULT_SHARE_SESSIONS,
             everything_mode: DEFAULT_EVERYTHING_MODE,
             everything: EverythingOptions::default(),
             processing: DEFAULT_PROCESSING,
@@ -486,6 +490,17 @@ pub fn param_specs() -> Vec<glib::ParamSpec> {
         .blurb("Where ONNX Runtime runs the models; falls back to the CPU with a warning")
         .mutable_ready()
         .build(),
+        glib::ParamSpecBoolean::builder("share-sessions")
+            .nick("Share sessions")
+            .blurb(
+                "Run on the ONNX Runtime sessions (one copy of the model, one thread pool) of \
+                 every other tinysam in the process with the same model files, n-threads and \
+                 execution-provider, taking turns; false loads a copy of its own that runs in \
+                 parallel",
+            )
+            .default_value(DEFAULT_SHARE_SESSIONS)
+            .mutable_ready()
+            .build(),
     ]
 }
 
@@ -536,6 +551,7 @@ impl Settings {
             "min-mask-region-area" => settings.everything.min_mask_region_area.to_value(),
             "prompts-per-batch" => (settings.everything.prompts_per_batch as u32).to_value(),
             "execution-provider" => settings.execution_provider.to_value(),
+            "share-sessions" => settings.share_sessions.to_value(),
             "processing" => settings.processing.to_value(),
             "inference-interval" => settings.inference_interval.to_value(),
             "tracking" => settings.tracking.to_value(),
@@ -636,6 +652,11 @@ impl Settings {
             "execution-provider" => {
                 if let Ok(v) = value.get() {
                     self.execution_provider = v;
+                }
+            }
+            "share-sessions" => {
+                if let Ok(v) = value.get() {
+                    self.share_sessions = v;
                 }
             }
             "processing" => {

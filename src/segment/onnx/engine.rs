@@ -1,31 +1,32 @@
 // SPDX-License-Identifier: Apache-2.0
 //! The two ONNX Runtime sessions of a model and the raw calls into them.
 //!
-//! [`Engine::load`] resolves and validates the model files, picks the
-//! execution provider (falling back to the CPU with a warning when the
-//! requested one is not in the loaded ONNX Runtime or fails), and creates
-//! the sessions through [`runtime::session_builder`](crate::segment::onnx::runtime::session_builder).
+//! [`Engine::load`] resolves and validates the model files and gets the
+//! sessions from [`sessions`](crate::segment::onnx::sessions): those another
+//! engine of the process already runs for the same files and options, or
+//! new ones on the requested execution provider (falling back to the CPU
+//! with a warning when the loaded ONNX Runtime does not have it or it
+//! fails). What is per stream stays per engine: the run options (so a
+//! cancel stops only this engine), the zero mask input, the embeddings.
 //! The engine is `Send`: it can move to a worker thread, and so can the
 //! [`ImageEmbedding`]s it produces.
 
 use std::fmt;
-use std::path::Path;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ndarray::{Array1, Array2, Array3, Array4};
 use ort::ep::{self, ExecutionProvider as _, ExecutionProviderDispatch};
-use ort::session::{OutputSelector, Session, SessionOutputs};
-use ort::value::{TensorRef, ValueType};
+use ort::session::{OutputSelector, SessionOutputs};
+use ort::value::TensorRef;
 
 use crate::segment::error::Error;
 use crate::segment::image::preprocess::Geometry;
 use crate::segment::limits::MAX_THREADS;
 use crate::segment::onnx::cancel::Canceller;
-use crate::segment::onnx::model::{
-    self, DecoderLayout, GraphSpec, ModelInfo, ModelSource, TensorSpec,
-};
+use crate::segment::onnx::model::{self, DecoderLayout, ModelInfo, ModelSource};
 use crate::segment::onnx::runtime;
+use crate::segment::onnx::sessions::{self, ModelSessions};
 use crate::segment::onnx::split_decoder::{self, ImageSideTensors, SplitDecoder};
 
 /// Where ONNX Runtime runs the models.
@@ -55,7 +56,7 @@ impl ExecutionProviderKind {
 
     /// ONNX Runtime's dispatchers for this choice, most preferred first,
     /// with their availability in the loaded library.
-    fn dispatchers(
+    pub(crate) fn dispatchers(
         self,
     ) -> Vec<(
         &'static str,
@@ -113,12 +114,27 @@ impl FromStr for ExecutionProviderKind {
 }
 
 /// How to run the models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
     /// Intra-op threads per session; 0 lets ONNX Runtime choose.
     pub n_threads: usize,
     /// The requested execution provider.
     pub execution_provider: ExecutionProviderKind,
+    /// Run on the sessions (weights, thread pools) of any other engine of
+    /// the process with the same model files and options, taking turns,
+    /// instead of loading the model again (default: true). Engines of their
+    /// own run in parallel, each with its threads and its copy of the model.
+    pub share_sessions: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            n_threads: 0,
+            execution_provider: ExecutionProviderKind::Cpu,
+            share_sessions: true,
+        }
+    }
 }
 
 /// An image's embedding and how its frame maps into the model.
@@ -166,11 +182,11 @@ pub(crate) struct DecoderOutputs<'a> {
     pub masks: &'a [f32],
 }
 
-/// The loaded model: two sessions and what the core knows about them.
+/// The loaded model: its sessions and what the core knows about them.
 pub struct Engine {
-    encoder: Session,
-    decoder: Session,
-    /// Used instead of `decoder` for batches of several prompts.
+    /// Encoder and decoder, maybe shared with other engines.
+    sessions: Arc<ModelSessions>,
+    /// Used instead of the decoder for batches of several prompts.
     split: Option<SplitDecoder>,
     info: ModelInfo,
     provider: ExecutionProviderKind,
@@ -209,61 +225,18 @@ impl Engine {
         }
         let (files, mut warnings) = model::resolve_files(source)?;
         runtime::ensure_loaded()?;
-        let mut provider = options.execution_provider;
-        let eps = usable_providers(provider, &mut warnings);
-        if eps.is_empty() {
-            provider = ExecutionProviderKind::Cpu;
-        }
-        let (encoder, enc_fell_back) = create_session(
-            "encoder model",
-            &files.encoder,
-            options.n_threads,
-            &eps,
-            &mut warnings,
-        )?;
-        // When the provider failed for the encoder, do not try it again.
-        let eps = if enc_fell_back { Vec::new() } else { eps };
-        let (decoder, dec_fell_back) = create_session(
-            "decoder model",
-            &files.decoder,
-            options.n_threads,
-            &eps,
-            &mut warnings,
-        )?;
-        if enc_fell_back {
-            provider = ExecutionProviderKind::Cpu;
-        } else if dec_fell_back && provider != ExecutionProviderKind::Cpu {
-            warnings.push(format!(
-                "the decoder runs on the CPU, the encoder on {provider}"
-            ));
-        }
-        let info = model::validate(&files, &graph_spec(&encoder), &graph_spec(&decoder))?;
-        let split = match &files.split_decoder {
-            Some(split_files) => {
-                let (image, _) = create_session(
-                    "split decoder image part",
-                    &split_files.image,
-                    options.n_threads,
-                    &eps,
-                    &mut warnings,
-                )?;
-                let (prompt, _) = create_session(
-                    "split decoder prompt part",
-                    &split_files.prompt,
-                    options.n_threads,
-                    &eps,
-                    &mut warnings,
-                )?;
-                let (image_graph, prompt_graph) = (graph_spec(&image), graph_spec(&prompt));
-                Some(SplitDecoder::new(
-                    split_files,
-                    image,
-                    &image_graph,
-                    prompt,
-                    &prompt_graph,
-                )?)
-            }
-            None => None,
+        let sessions = sessions::load(&files, options)?;
+        warnings.extend(sessions.warnings.iter().cloned());
+        let info = model::validate(&files, sessions.encoder.graph(), sessions.decoder.graph())?;
+        let split = match (&files.split_decoder, &sessions.split) {
+            (Some(split_files), Some((image, prompt))) => Some(SplitDecoder::new(
+                split_files,
+                Arc::clone(image),
+                image.graph(),
+                Arc::clone(prompt),
+                prompt.graph(),
+            )?),
+            _ => None,
         };
         let selector = OutputSelector::no_default()
             .with(IOU_OUTPUT)
@@ -272,11 +245,10 @@ impl Engine {
         let (low_h, low_w) = info.low_res_size;
         Ok((
             Engine {
-                encoder,
-                decoder,
+                provider: sessions.provider,
+                sessions,
                 split,
                 info,
-                provider,
                 cancel,
                 zero_masks: Array4::zeros((0, 1, low_h, low_w)),
             },
@@ -298,6 +270,11 @@ impl Engine {
         self.provider
     }
 
+    /// Whether both run on the same ONNX Runtime sessions.
+    pub fn shares_sessions_with(&self, other: &Engine) -> bool {
+        Arc::ptr_eq(&self.sessions, &other.sessions)
+    }
+
     /// Runs the encoder on a pre-processed `[1, 3, S, S]` tensor.
     pub fn encode(
         &mut self,
@@ -309,8 +286,8 @@ impl Engine {
         let cancel = &self.cancel;
         let fail = |e: ort::Error| cancel.run_error(stage, e);
         let input = TensorRef::from_array_view(tensor.view()).map_err(fail)?;
-        let outputs = self
-            .encoder
+        let mut encoder = self.sessions.encoder.take(cancel)?;
+        let outputs = encoder
             .run_with_options(
                 ort::inputs![self.info.encoder_input.as_str() => input],
                 cancel.plain(),
@@ -401,8 +378,8 @@ impl Engine {
                     .into(),
             ));
         }
-        let outputs = self
-            .decoder
+        let mut decoder = self.sessions.decoder.take(cancel)?;
+        let outputs = decoder
             .run_with_options(feed, cancel.decoder())
             .map_err(fail)?;
         read(read_decoder_outputs(&outputs, batch, &self.info)?)
@@ -456,93 +433,6 @@ fn read_decoder_outputs<'a>(
         ious,
         masks,
     })
-}
-
-/// The providers of `kind` that the loaded library has; warns about the rest.
-fn usable_providers(
-    kind: ExecutionProviderKind,
-    warnings: &mut Vec<String>,
-) -> Vec<ExecutionProviderDispatch> {
-    let mut usable = Vec::new();
-    for (name, available, dispatch) in kind.dispatchers() {
-        match available {
-            Ok(true) => usable.push(dispatch),
-            Ok(false) => warnings.push(format!(
-                "execution provider {name} (requested: {kind}) is not in the loaded ONNX Runtime"
-            )),
-            Err(e) => warnings.push(format!("could not query execution provider {name}: {e}")),
-        }
-    }
-    if usable.is_empty() && kind != ExecutionProviderKind::Cpu {
-        warnings.push(format!(
-            "execution provider {kind} is unavailable; running on the CPU"
-        ));
-    }
-    usable
-}
-
-/// Creates a session on `eps` (CPU when empty). When the providers fail,
-/// retries on the CPU and says so; returns whether it fell back.
-fn create_session(
-    what: &'static str,
-    path: &Path,
-    n_threads: usize,
-    eps: &[ExecutionProviderDispatch],
-    warnings: &mut Vec<String>,
-) -> Result<(Session, bool), Error> {
-    let onnx_error = |e: ort::Error| Error::Onnx {
-        what,
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    if !eps.is_empty() {
-        let attempt = runtime::session_builder(n_threads)?
-            .with_execution_providers(eps)
-            .map_err(|e| e.to_string())
-            .and_then(|mut b| b.commit_from_file(path).map_err(|e| e.to_string()));
-        match attempt {
-            Ok(session) => return Ok((session, false)),
-            Err(reason) => warnings.push(format!(
-                "{what} {}: the requested execution provider failed ({reason}); running on the CPU",
-                path.display()
-            )),
-        }
-    }
-    let session = runtime::session_builder(n_threads)?
-        .commit_from_file(path)
-        .map_err(onnx_error)?;
-    Ok((session, !eps.is_empty()))
-}
-
-/// The inputs and outputs a session reports.
-fn graph_spec(session: &Session) -> GraphSpec {
-    let spec = |name: &str, dtype: &ValueType| match dtype {
-        ValueType::Tensor {
-            ty,
-            shape,
-            dimension_symbols,
-        } => TensorSpec {
-            name: name.to_owned(),
-            element: ty.to_string(),
-            dims: shape.to_vec(),
-            symbols: dimension_symbols.to_vec(),
-        },
-        ValueType::Sequence(_) => TensorSpec::new(name, "sequence", &[]),
-        ValueType::Map { .. } => TensorSpec::new(name, "map", &[]),
-        ValueType::Optional(_) => TensorSpec::new(name, "optional", &[]),
-    };
-    GraphSpec {
-        inputs: session
-            .inputs()
-            .iter()
-            .map(|o| spec(o.name(), o.dtype()))
-            .collect(),
-        outputs: session
-            .outputs()
-            .iter()
-            .map(|o| spec(o.name(), o.dtype()))
-            .collect(),
-    }
 }
 
 #[cfg(test)]

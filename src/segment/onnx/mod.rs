@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 //! ONNX Runtime and the model: finding and loading the library
 //! ([`runtime`]), the model files and their validation ([`model`]), the
-//! sessions and raw calls ([`engine`]), the split decoder, and batching
+//! raw calls ([`engine`]) on sessions shared by the engines of a process
+//! ([`sessions`], taking turns at each), the split decoder, and batching
 //! prompts into decoder calls, and stopping runs from another thread
 //! ([`cancel`]).
 
@@ -10,4 +11,6 @@ pub(crate) mod decode;
 pub mod engine;
 pub mod model;
 pub mod runtime;
+pub mod sessions;
 mod split_decoder;
+mod turns;

@@ -6,14 +6,16 @@
 //! against them. The plain decoder recomputes and copies that work for every
 //! prompt. Both give the same logits (the exporter checks 1e-4).
 
+use std::sync::Arc;
+
 use ndarray::{ArrayD, IxDyn};
-use ort::session::Session;
 use ort::value::TensorRef;
 
 use crate::segment::error::Error;
 use crate::segment::onnx::cancel::Canceller;
 use crate::segment::onnx::engine::DecoderInputs;
 use crate::segment::onnx::model::{GraphSpec, SplitDecoderFiles};
+use crate::segment::onnx::sessions::SharedSession;
 
 /// A batch of at least this many prompts computes the image side; smaller
 /// ones use the plain decoder unless the image side is already there (one
@@ -42,10 +44,10 @@ const EXPECTED: &[&str] = &[
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSideTensors(Vec<ArrayD<f32>>);
 
-/// The two sessions of a split decoder.
+/// The two sessions of a split decoder (shared, see `sessions`).
 pub(crate) struct SplitDecoder {
-    image: Session,
-    prompt: Session,
+    image: Arc<SharedSession>,
+    prompt: Arc<SharedSession>,
     image_outputs: Vec<String>,
 }
 
@@ -53,9 +55,9 @@ impl SplitDecoder {
     /// Checks the sessions' inputs and outputs against `files`.
     pub(crate) fn new(
         files: &SplitDecoderFiles,
-        image: Session,
+        image: Arc<SharedSession>,
         image_graph: &GraphSpec,
-        prompt: Session,
+        prompt: Arc<SharedSession>,
         prompt_graph: &GraphSpec,
     ) -> Result<Self, Error> {
         let names = &files.image_outputs;
@@ -132,8 +134,8 @@ impl SplitDecoder {
         let stage = "split decoder image part";
         let fail = |e: ort::Error| cancel.run_error(stage, e);
         let input = TensorRef::from_array_view(embedding.view()).map_err(fail)?;
-        let outputs = self
-            .image
+        let mut session = self.image.take(cancel)?;
+        let outputs = session
             .run_with_options(ort::inputs!["image_embeddings" => input], cancel.plain())
             .map_err(fail)?;
         self.image_outputs
@@ -181,8 +183,8 @@ impl SplitDecoder {
                     .into(),
             ));
         }
-        let outputs = self
-            .prompt
+        let mut session = self.prompt.take(cancel)?;
+        let outputs = session
             .run_with_options(feed, cancel.plain())
             .map_err(fail)?;
         read(&outputs)

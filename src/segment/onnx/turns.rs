@@ -7,6 +7,8 @@
 //! pipeline's inference holds the session does not wait for that inference.
 //! First come, first served: streams sharing a session get their turns in
 //! order, and none is starved by one that asks again right after its run.
+//! An engine holds one turn at a time (its runs are sequential), so turns
+//! at different sessions cannot deadlock.
 
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};

@@ -73,6 +73,10 @@ def test_onnx_interface(tiny_model_dir):
     assert outs == {"iou_predictions": (f32, ["B", 4]), "low_res_masks": (f32, ["B", 4, 48, 48])}
     # no full-resolution upscaling inside the graph
     assert not any(n.op_type == "Resize" for n in dec.graph.node)
+    # the encoder's GELUs are fused (ONNX Runtime's transformer optimizer)
+    ops = {(n.domain, n.op_type) for n in enc.graph.node}
+    assert ("com.microsoft", "Gelu") in ops or ("com.microsoft", "BiasGelu") in ops
+    assert ("", "Erf") not in ops
 
 
 def test_split_decoder_interface(tiny_model_dir):
@@ -97,9 +101,11 @@ def test_split_decoder_interface(tiny_model_dir):
     assert [o.name for o in img.graph.output] == meta["split_decoder"]["image_outputs"]
     assert {i.name: (i.type.tensor_type.elem_type, _shape(i)) for i in prm.graph.input} == {
         **image_side, "point_coords": (f32, ["B", "N", 2]), "point_labels": (f32, ["B", "N"]),
-        "mask_input": (f32, ["B", 1, 48, 48]), "has_mask_input": (f32, ["B"])}
+        "mask_input": (f32, ["B", 1, 48, 48]), "has_mask_input": (f32, ["B"]), "mask_iou_floor": (f32, [4])}
     assert {o.name: (o.type.tensor_type.elem_type, _shape(o)) for o in prm.graph.output} == \
-        {"iou_predictions": (f32, ["B", 4]), "low_res_masks": (f32, ["B", 4, 48, 48])}
+        {"iou_predictions": (f32, ["B", 4]), "low_res_masks": (f32, ["K", 4, 48, 48]),
+         "mask_rows": (onnx.TensorProto.INT64, ["K"])}
+    assert v["low_res_masks_kept_rows"] <= 1e-4
 
 
 def test_split_decoder_matches_plain_onnx(tiny_model_dir):
@@ -114,9 +120,23 @@ def test_split_decoder_matches_plain_onnx(tiny_model_dir):
     fixed = [batches[0], {**batches[1], "fixed_mask": plain[0][1][:3, :1].astype(np.float32)}]
     split = exporting.run_onnx_decoder(tiny_model_dir, emb, fixed, 48, threads=1, split=True)
     assert np.abs(plain[1][1] - plain[0][1][:3]).max() > 1e-3  # the mask input is used
-    for (iou_p, low_p), (iou_s, low_s) in zip(plain, split):
+    for (iou_p, low_p), (iou_s, low_s, rows) in zip(plain, split):
         np.testing.assert_allclose(low_s, low_p, atol=1e-4, rtol=0)
         np.testing.assert_allclose(iou_s, iou_p, atol=1e-4, rtol=0)
+        assert rows.tolist() == list(range(len(iou_p)))  # a floor of -inf keeps every prompt
+
+    # A floor between the predictions: masks only for the prompts with an output above it.
+    floor = exporting.mask_iou_floor_between(plain)
+    filtered = exporting.run_onnx_decoder(tiny_model_dir, emb, fixed, 48, threads=1, split=True,
+                                          mask_iou_floor=floor)
+    kept = 0
+    for (iou_p, low_p), (iou_f, low_f, rows) in zip(plain, filtered):
+        expected = np.flatnonzero((iou_f > floor).any(axis=1))
+        assert rows.tolist() == expected.tolist()
+        np.testing.assert_allclose(iou_f, iou_p, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(low_f, low_p[expected], atol=1e-4, rtol=0)
+        kept += len(rows)
+    assert 0 < kept < sum(len(p[0]) for p in plain)
 
 
 def test_onnx_model_reference(tiny_model_dir):
@@ -233,7 +253,8 @@ def test_int8_static(tmp_path, tiny_config_path, image_dir):
     assert meta["quantization"]["encoder"].startswith("static")
     enc = onnx.load(os.path.join(out, "encoder.onnx"))
     assert sum(n.op_type == "QuantizeLinear" for n in enc.graph.node) > 10
-    assert [o.domain for o in enc.opset_import] == [""] and enc.ir_version == 8
+    # ONNX plus the fused GELUs' com.microsoft domain (exporting.fuse_encoder)
+    assert sorted(o.domain for o in enc.opset_import) == ["", "com.microsoft"] and enc.ir_version == 8
     # and the element-side reference runs it
     segs = OnnxTinySam(out, threads=1).segment(exporting.load_rgb(exporting.list_images(image_dir)[0]),
                                                [Prompt(box=(20, 20, 200, 150))])

@@ -44,7 +44,9 @@ DECODER_IMAGE_FILE = "decoder_image.onnx"
 DECODER_PROMPT_FILE = "decoder_prompt.onnx"
 DECODER_IMAGE_INPUTS = ["image_embeddings"]
 DECODER_IMAGE_OUTPUTS = list(IMAGE_SIDE_OUTPUTS)
-DECODER_PROMPT_INPUTS = DECODER_IMAGE_OUTPUTS + DECODER_INPUTS[1:]
+DECODER_PROMPT_INPUTS = DECODER_IMAGE_OUTPUTS + DECODER_INPUTS[1:] + ["mask_iou_floor"]
+# low_res_masks holds the rows listed in mask_rows only (split_decoder.py)
+DECODER_PROMPT_OUTPUTS = DECODER_OUTPUTS + ["mask_rows"]
 
 # FP32: ONNX Runtime against PyTorch, max abs difference of every output.
 FP32_TOLERANCE = 1e-3
@@ -106,11 +108,11 @@ class DecoderPromptGraph(nn.Module):
         self.prompt_side = PromptSide(model)
 
     def forward(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels,
-                mask_input, has_mask_input):
-        low_res_masks, iou_predictions = self.prompt_side(image_tokens, image_pe, t2i_keys, t2i_values,
-                                                          i2t_queries, point_coords, point_labels, mask_input,
-                                                          has_mask_input)
-        return iou_predictions, low_res_masks
+                mask_input, has_mask_input, mask_iou_floor):
+        low_res_masks, iou_predictions, mask_rows = self.prompt_side(
+            image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels, mask_input,
+            has_mask_input, mask_iou_floor)
+        return iou_predictions, low_res_masks, mask_rows
 
 
 # --------------------------------------------------------------------------- model
@@ -220,11 +222,44 @@ def _torch_export(module, args, opset, dynamic_shapes, input_names, output_names
         quiet.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        # torch.export logs the data-dependent row selection (mask_rows) as an error it then handles
+        logging.getLogger("torch.export").setLevel(logging.CRITICAL)
     with quiet, torch.no_grad():
         program = torch.onnx.export(module, args, input_names=input_names, output_names=output_names,
                                     opset_version=export_opset, dynamo=True, external_data=False,
                                     dynamic_shapes=dynamic_shapes, optimize=True, verbose=verbose)
     return program.model_proto
+
+
+def fuse_encoder(path: str) -> dict:
+    """Rewrite the encoder at `path` with ONNX Runtime's transformer optimizer
+    (its own graph tooling): GELU's Erf/Mul/Add/Div pattern becomes one Gelu
+    (or BiasGelu with the preceding bias) node, and ONNX Runtime's fusions
+    then need no layout round-trips. Its LayerNorm fusion stays off: the
+    graph already has LayerNormalization nodes, and the fusion rewrites
+    LayerNorm2d (which normalises axis 1) as a last-axis RMS norm. The
+    result holds com.microsoft ops, so it needs ONNX Runtime (any version
+    with the contrib ops, i.e. every standard build). Returns the fusion
+    counts."""
+    from onnxruntime.transformers import optimizer
+    from onnxruntime.transformers.fusion_options import FusionOptions
+
+    options = FusionOptions("vit")
+    options.enable_layer_norm = False
+    quiet = logging.getLogger("onnxruntime.transformers")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        fused = optimizer.optimize_model(path, model_type="vit", num_heads=0, hidden_size=0, opt_level=0,
+                                         optimization_options=options)
+    finally:
+        quiet.setLevel(level)
+    fused.save_model_to_file(path)  # adds the com.microsoft opset import
+    model = onnx.load(path)
+    model.producer_name = "gst-tinysam tools/export.py"
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
 
 
 def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = False,
@@ -240,7 +275,9 @@ def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = F
     if encoder:
         enc = _torch_export(EncoderGraph(model), (torch.zeros(1, 3, s, s),), opset, None,
                             ENCODER_INPUTS, ENCODER_OUTPUTS, verbose)
-        onnx.save(_finish(enc, opset), os.path.join(out_dir, ENCODER_FILE))
+        path = os.path.join(out_dir, ENCODER_FILE)
+        onnx.save(_finish(enc, opset), path)
+        fuse_encoder(path)
 
     b = torch.export.Dim("B", min=1, max=65536)
     n = torch.export.Dim("N", min=1, max=65536)
@@ -258,10 +295,15 @@ def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = F
     with torch.no_grad():
         image_args = tuple(image_side(args[0]))
     # the image-side tensors keep batch 1: the graph broadcasts them over B
-    dyn = {**{name: None for name in DECODER_IMAGE_OUTPUTS}, **dyn}
+    dyn = {**{name: None for name in DECODER_IMAGE_OUTPUTS}, **dyn, "mask_iou_floor": None}
     del dyn["image_embeddings"]
-    dec_prompt = _torch_export(DecoderPromptGraph(model), image_args + args[1:], opset, dyn,
-                               DECODER_PROMPT_INPUTS, DECODER_OUTPUTS, verbose)
+    floor = torch.full((NUM_MASK_TOKENS,), -torch.inf)
+    dec_prompt = _torch_export(DecoderPromptGraph(model), image_args + args[1:] + (floor,), opset, dyn,
+                               DECODER_PROMPT_INPUTS, DECODER_PROMPT_OUTPUTS, verbose)
+    # name the data-dependent row count (torch.export calls it u0)
+    for output in dec_prompt.graph.output:
+        if output.name in ("low_res_masks", "mask_rows"):
+            output.type.tensor_type.shape.dim[0].dim_param = "K"
     onnx.save(_finish(dec_prompt, opset), os.path.join(out_dir, DECODER_PROMPT_FILE))
 
 
@@ -353,10 +395,15 @@ def run_onnx(model_dir: str, image: np.ndarray, batches: list[dict], low_res: in
 
 
 def run_onnx_decoder(model_dir: str, embeddings: np.ndarray, batches: list[dict], low_res: int,
-                     threads: int | None = None, split: bool = False):
+                     threads: int | None = None, split: bool = False, mask_iou_floor=None):
     """Every batch through decoder.onnx, or with `split` through
-    decoder_image.onnx (once) and decoder_prompt.onnx."""
+    decoder_image.onnx (once) and decoder_prompt.onnx. The split decoder
+    gets `mask_iou_floor` (default -inf: masks for every prompt) and its
+    outputs carry mask_rows as a third element."""
+    floor = {}
     if split:
+        floor = {"mask_iou_floor": np.full(NUM_MASK_TOKENS, -np.inf, np.float32) if mask_iou_floor is None
+                 else np.asarray(mask_iou_floor, np.float32)}
         image = session(os.path.join(model_dir, DECODER_IMAGE_FILE), threads)
         image_side = image.run(DECODER_IMAGE_OUTPUTS, {"image_embeddings": embeddings})
         fixed = dict(zip(DECODER_IMAGE_OUTPUTS, image_side))
@@ -367,10 +414,11 @@ def run_onnx_decoder(model_dir: str, embeddings: np.ndarray, batches: list[dict]
     outs, lows = [], []
     for batch in batches:
         c, lab, m, h = _batch_inputs(batch, low_res, lows)
-        iou, low = dec.run(DECODER_OUTPUTS, {**fixed, "point_coords": c, "point_labels": lab, "mask_input": m,
-                                             "has_mask_input": h})
-        lows.append(low)
-        outs.append((iou, low))
+        out = dec.run(DECODER_PROMPT_OUTPUTS if split else DECODER_OUTPUTS,
+                      {**fixed, "point_coords": c, "point_labels": lab, "mask_input": m, "has_mask_input": h,
+                       **floor})
+        lows.append(out[1])
+        outs.append(tuple(out))
     return outs
 
 
@@ -406,8 +454,32 @@ def verify_split(model_dir: str, cfg: TinySamConfig, seed: int = 0, threads: int
     low_res = 4 * e
     batches = verification_batches(cfg.image_size, seed + 1)
     plain = run_onnx_decoder(model_dir, emb, batches, low_res, threads)
-    split = run_onnx_decoder(model_dir, emb, _with_fixed_masks(batches, plain), low_res, threads, split=True)
-    return {"iou_predictions": _max_diff(plain, split, 0), "low_res_masks": _max_diff(plain, split, 1)}
+    fixed = _with_fixed_masks(batches, plain)
+    split = run_onnx_decoder(model_dir, emb, fixed, low_res, threads, split=True)
+    # With a floor between the predictions, only the prompts with an output
+    # above it get masks: the same rows as the plain decoder's, in order.
+    floor = mask_iou_floor_between(plain)
+    filtered = run_onnx_decoder(model_dir, emb, fixed, low_res, threads, split=True, mask_iou_floor=floor)
+    masks_of_kept = 0.0
+    for (_, low), (iou_f, low_f, rows) in zip(plain, filtered):
+        if not np.array_equal(rows, np.flatnonzero((iou_f > floor).any(axis=1))):
+            masks_of_kept = float("inf")
+            break
+        if len(rows):
+            masks_of_kept = max(masks_of_kept, float(np.abs(low[rows] - low_f).max()))
+    return {"iou_predictions": _max_diff(plain, split, 0), "low_res_masks": _max_diff(plain, split, 1),
+            "low_res_masks_kept_rows": masks_of_kept}
+
+
+def mask_iou_floor_between(outs) -> np.ndarray:
+    """A mask_iou_floor that keeps about half of the prompts of `outs`:
+    output 0 never counts, outputs 1.. count above the midpoint between two
+    prompts' best predictions (never at one, so rounding cannot decide)."""
+    best = np.unique(np.concatenate([o[0][:, 1:].max(axis=1) for o in outs]))
+    k = max(1, len(best) // 2)
+    floor = np.full(NUM_MASK_TOKENS, np.inf, np.float32)
+    floor[1:] = (best[k - 1] + best[k]) / 2 if len(best) > 1 else best[0]
+    return floor
 
 
 def _with_fixed_masks(batches, outs):
@@ -626,7 +698,8 @@ def export_model_dir(model: TinySam, out_dir: str, *, name: str, source: str, op
         split_diffs = verify_split(fp32_dir, cfg, seed, threads)
         log("split decoder vs plain decoder (ONNX Runtime), max abs diff: "
             f"iou_predictions {split_diffs['iou_predictions']:.3g}, "
-            f"low_res_masks {split_diffs['low_res_masks']:.3g} (tolerance {SPLIT_TOLERANCE:g})")
+            f"low_res_masks {split_diffs['low_res_masks']:.3g}, masks of the prompts kept by a mask_iou_floor "
+            f"{split_diffs['low_res_masks_kept_rows']:.3g} (tolerance {SPLIT_TOLERANCE:g})")
         failures += check_fp32(split_diffs, SPLIT_TOLERANCE, "split decoder vs plain: ")
         meta["verification"] = {**diffs, "reference": "pytorch", "tolerance": FP32_TOLERANCE,
                                 "split_decoder": {**split_diffs, "reference": "decoder.onnx",

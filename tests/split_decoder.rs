@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use gsttinysam::segment::{
-    EngineOptions, Error, ModelSource, Prompt, SegmentOptions, Segmentation, Segmenter,
+    EngineOptions, Error, EverythingOptions, EverythingStrategy, ModelSource, Prompt,
+    SegmentOptions, Segmentation, Segmenter,
 };
 
 fn fixture() -> PathBuf {
@@ -116,4 +117,45 @@ fn a_missing_split_file_is_named() {
     let plain = load(&ModelSource::directory(&dir).with_decoder(dir.join("decoder.onnx"))).unwrap();
     assert!(!plain.info().split_decoder);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Everything mode hands the prompt side `pred_iou_thresh` as its
+/// `mask_iou_floor`: prompts whose every output fails it get no masks, and
+/// what is kept is exactly what the plain decoder (which computes every mask)
+/// keeps.
+#[test]
+fn everything_mode_skips_the_masks_of_failing_prompts_and_keeps_the_same_objects() {
+    let dir = fixture();
+    let mut split = load(&ModelSource::directory(&dir)).unwrap();
+    let mut plain =
+        load(&ModelSource::directory(&dir).with_decoder(dir.join("decoder.onnx"))).unwrap();
+    let scene = common::render(11, 640, 480, 5);
+    for strategy in [EverythingStrategy::Dense, EverythingStrategy::Hierarchical] {
+        let options = EverythingOptions {
+            points_per_side: 16,
+            strategy,
+            ..EverythingOptions::default()
+        };
+        let with_floor = {
+            let embedding = split.embed(&scene.frame()).unwrap();
+            split.segment_everything(&embedding, &options).unwrap()
+        };
+        let skipped = split.timings().prompts_without_masks;
+        let decoded = split.timings().prompts;
+        let every_mask = {
+            let embedding = plain.embed(&scene.frame()).unwrap();
+            plain.segment_everything(&embedding, &options).unwrap()
+        };
+        assert_eq!(plain.timings().prompts_without_masks, 0);
+        assert_eq!(plain.timings().prompts, decoded, "{strategy:?}");
+        assert!(
+            skipped > 0 && skipped < decoded,
+            "{strategy:?}: {skipped} of {decoded} prompts without masks"
+        );
+        assert!(!with_floor.objects.is_empty(), "{strategy:?}");
+        assert_same(&with_floor, &every_mask);
+        for (s, p) in with_floor.objects.iter().zip(&every_mask.objects) {
+            assert_eq!(s.mask, p.mask, "{strategy:?}");
+        }
+    }
 }

@@ -146,6 +146,9 @@ pub struct Timings {
     /// `segment_everything` (there: grid points of all rounds).
     pub decoder_calls: usize,
     pub prompts: usize,
+    /// Prompts of the last `segment_everything` whose masks the decoder did
+    /// not compute: every output they would use failed `pred_iou_thresh`.
+    pub prompts_without_masks: usize,
 }
 
 /// A loaded model with its pre- and post-processing state.
@@ -290,6 +293,7 @@ impl Segmenter {
             embedding,
             &resolved,
             options.max_batch,
+            None,
             |index, out| {
                 let started = Instant::now();
                 let single_point = resolved.get(index).is_some_and(Prompt::is_single_point);
@@ -347,6 +351,7 @@ impl Segmenter {
         self.timings.postprocess = postprocess;
         self.timings.decoder_calls = calls;
         self.timings.prompts = prompts.len();
+        self.timings.prompts_without_masks = 0;
         Ok(Segmentation { objects, warnings })
     }
 
@@ -366,6 +371,7 @@ impl Segmenter {
         self.timings.postprocess = run.postprocess;
         self.timings.decoder_calls = run.calls;
         self.timings.prompts = run.prompts;
+        self.timings.prompts_without_masks = run.masks_skipped;
         let mut warnings = Vec::new();
         if run.dropped_candidates > 0 {
             warnings.push(format!(

@@ -214,11 +214,20 @@ class MaskDecoder(nn.Module):
 
     def predict(self, hs, src, h, w):
         """Masks and IoU predictions from the transformer's token and image outputs."""
+        return self.predict_masks(hs, src, h, w), self.predict_iou(hs)
+
+    def predict_iou(self, hs):
+        """The IoU head alone: it needs none of the mask upscaling."""
+        return self.iou_prediction_head(hs[:, 0])
+
+    def predict_masks(self, hs, src, h=None, w=None):
+        """Low-res mask logits (B, M, 4h, 4w); h, w default to a square embedding."""
         b, c = src.shape[0], src.shape[-1]
-        iou_out = hs[:, 0]
+        if h is None:
+            # the model format's embedding is square
+            h = w = int(round(math.sqrt(src.shape[1])))
         mask_out = hs[:, 1 : 1 + self.num_mask_tokens]
         upscaled = self.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
         hyper = torch.stack([mlp(mask_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
         bu, cu, hu, wu = upscaled.shape
-        masks = (hyper @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)
-        return masks, self.iou_prediction_head(iou_out)
+        return (hyper @ upscaled.reshape(bu, cu, hu * wu)).reshape(bu, -1, hu, wu)

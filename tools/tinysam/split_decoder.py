@@ -14,6 +14,13 @@ second branch that redoes the image-side work per prompt, as the plain
 decoder does; batches without (everything mode's case) never pay for it.
 The exporter writes the two parts as decoder_image.onnx and
 decoder_prompt.onnx (docs/model-format.md).
+
+The prompt side also takes `mask_iou_floor` (one value per output mask) and
+upscales masks only for the prompts with some output whose predicted IoU is
+above its floor: everything mode drops candidates that fail `pred-iou-thresh`
+anyway, and the upscaling and hypernetwork are about a quarter of a prompt's
+arithmetic. It returns those prompts' indices as `mask_rows`; a floor of
+-inf keeps every prompt.
 """
 
 from __future__ import annotations
@@ -66,20 +73,32 @@ class PromptSide(nn.Module):
         self.model = model
 
     def forward(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels,
-                mask_input=None, has_mask_input=None):
+                mask_input=None, has_mask_input=None, mask_iou_floor=None):
+        """(low_res_masks, iou_predictions) for every prompt; with
+        `mask_iou_floor` (M,), (low_res_masks of the kept prompts,
+        iou_predictions of all, mask_rows: the kept prompts' indices)."""
         image = (image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries)
         if mask_input is None:
-            return self._decode(*image, point_coords, point_labels)
-        # torch.cond exports as an ONNX If: only batches with a mask input pay for it
-        return torch.cond(has_mask_input.max() > 0, self._decode_with_masks, self._decode_without_masks,
-                          (*image, point_coords, point_labels, mask_input, has_mask_input))
+            queries, keys = self._transform(*image, point_coords, point_labels)
+        else:
+            # torch.cond exports as an ONNX If: only batches with a mask input pay for it
+            queries, keys = torch.cond(has_mask_input.max() > 0, self._transform_with_masks,
+                                       self._transform_without_masks,
+                                       (*image, point_coords, point_labels, mask_input, has_mask_input))
+        dec = self.model.mask_decoder
+        iou_predictions = dec.predict_iou(queries)
+        if mask_iou_floor is None:
+            return dec.predict_masks(queries, keys), iou_predictions
+        rows = torch.nonzero((iou_predictions > mask_iou_floor).any(dim=1)).reshape(-1)
+        masks = dec.predict_masks(queries.index_select(0, rows), keys.index_select(0, rows))
+        return masks, iou_predictions, rows
 
-    def _decode_without_masks(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
-                              point_labels, mask_input, has_mask_input):
-        return self._decode(image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
-                            point_labels)
+    def _transform_without_masks(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
+                                 point_labels, mask_input, has_mask_input):
+        return self._transform(image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
+                               point_labels)
 
-    def _decode_with_masks(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
+    def _transform_with_masks(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords,
                            point_labels, mask_input, has_mask_input):
         """Per-prompt image tokens: image_tokens already hold the no-mask
         embedding, so add (mask embedding - no-mask embedding) where a prompt
@@ -92,10 +111,10 @@ class PromptSide(nn.Module):
         tokens = image_tokens + delta
         keyed = tokens + image_pe
         t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
-        return self._decode(tokens, image_pe, t2i.k_proj(keyed), t2i.v_proj(tokens), i2t.q_proj(keyed),
-                            point_coords, point_labels)
+        return self._transform(tokens, image_pe, t2i.k_proj(keyed), t2i.v_proj(tokens), i2t.q_proj(keyed),
+                               point_coords, point_labels)
 
-    def _decode(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels):
+    def _transform(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels):
         model = self.model
         dec = model.mask_decoder
         tr = dec.transformer
@@ -121,7 +140,4 @@ class PromptSide(nn.Module):
             queries, keys = layer(queries, keys, point_tokens, image_pe)
         q, k = queries + point_tokens, keys + image_pe
         queries = tr.norm_final_attn(queries + tr.final_attn_token_to_image(q, k, keys))
-
-        # the model format's embedding is square
-        h = w = int(round(math.sqrt(keys.shape[1])))
-        return dec.predict(queries, keys, h, w)
+        return queries, keys

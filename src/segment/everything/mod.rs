@@ -183,6 +183,25 @@ pub(crate) struct EverythingRun {
     pub calls: usize,
     pub decoder: Duration,
     pub postprocess: Duration,
+    /// Prompts whose every output failed `pred_iou_thresh` inside the
+    /// decoder, which then computed no masks for them.
+    pub masks_skipped: usize,
+}
+
+/// The decoder's `mask_iou_floor` for everything mode: a prompt needs masks
+/// only if an output it would use is predicted above `pred_iou_thresh`
+/// (outputs 1.. when there are several, as in `Run::round`). `None` when the
+/// filter is off or the decoder cannot skip masks.
+fn mask_iou_floor(pred_iou_thresh: f32, floor_len: Option<usize>) -> Option<Vec<f32>> {
+    let len = floor_len?;
+    if pred_iou_thresh <= 0.0 || len == 0 {
+        return None;
+    }
+    let mut floor = vec![pred_iou_thresh; len];
+    if let (true, Some(first)) = (len > 1, floor.first_mut()) {
+        *first = f32::INFINITY;
+    }
+    Some(floor)
 }
 
 /// A mask that passed the filters. Only its low-res logits are held: its
@@ -271,12 +290,15 @@ struct Filter<'a> {
 
 impl Filter<'_> {
     /// Whether a mask passes (a threshold of 0 disables a filter).
-    fn passes(&self, iou: f32, logits: &[f32]) -> bool {
+    /// `pred_iou_thresh`; a NaN prediction fails, as in SAM.
+    fn passes_iou(&self, iou: f32) -> bool {
         let o = self.options;
-        // A NaN prediction fails, as in SAM.
-        if o.pred_iou_thresh > 0.0 && (iou.is_nan() || iou <= o.pred_iou_thresh) {
-            return false;
-        }
+        o.pred_iou_thresh <= 0.0 || iou > o.pred_iou_thresh
+    }
+
+    /// `stability_score_thresh`, on the low-res logits.
+    fn passes_stability(&self, logits: &[f32]) -> bool {
+        let o = self.options;
         if o.stability_score_thresh > 0.0 {
             let stability = low_res_stability(
                 logits,
@@ -320,6 +342,7 @@ struct Run<'a> {
     low: (usize, usize),
     valid: (usize, usize),
     threshold: f32,
+    mask_iou_floor: Option<Vec<f32>>,
     out: EverythingRun,
 }
 
@@ -335,6 +358,7 @@ pub(crate) fn segment_everything(
     let low = info.low_res_size;
     let threshold = options.mask_threshold.unwrap_or(info.mask_threshold);
     let geometry = *embedding.geometry();
+    let mask_iou_floor = mask_iou_floor(options.pred_iou_thresh, engine.mask_iou_floor_len());
     let mut run = Run {
         engine,
         upscaler,
@@ -344,6 +368,7 @@ pub(crate) fn segment_everything(
         low,
         valid: low_res_valid_size(&geometry, low),
         threshold,
+        mask_iou_floor,
         out: EverythingRun::default(),
     };
     let (w, h) = (geometry.frame_width, geometry.frame_height);
@@ -407,6 +432,8 @@ impl Run<'_> {
                     geometry,
                     threshold,
                     valid,
+                    mask_iou_floor,
+                    out: run_out,
                     ..
                 } = self;
                 let filter = Filter {
@@ -420,9 +447,13 @@ impl Run<'_> {
                     embedding,
                     &prompts,
                     o.prompts_per_batch,
+                    mask_iou_floor.as_deref(),
                     |slot, out| {
                         let started = Instant::now();
                         let point = chunk.get(slot).copied().unwrap_or_default();
+                        if out.masks.is_empty() {
+                            run_out.masks_skipped += 1;
+                        }
                         let outputs = if out.ious.len() > 1 {
                             1..out.ious.len()
                         } else {
@@ -430,13 +461,17 @@ impl Run<'_> {
                         };
                         for mask_index in outputs {
                             let iou = out.ious.get(mask_index).copied().unwrap_or(f32::NAN);
+                            if !filter.passes_iou(iou) {
+                                continue;
+                            }
+                            // The decoder skips masks only of prompts with no output passing.
                             let Some(logits) = out.mask(mask_index, cells) else {
                                 return Err(Error::Output {
                                     stage: "mask decoder",
                                     reason: format!("no logits for output {mask_index}"),
                                 });
                             };
-                            if !filter.passes(iou, logits) {
+                            if !filter.passes_stability(logits) {
                                 continue;
                             }
                             if let Some(coverage) = coverage.as_deref_mut() {

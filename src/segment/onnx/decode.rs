@@ -19,7 +19,8 @@ use crate::segment::prompt::{LABEL_PADDING, Prompt};
 pub(crate) struct DecodedPrompt<'a> {
     /// Predicted IoU per output mask.
     pub ious: &'a [f32],
-    /// Low-res logits of every output mask, `[mask_count, low_h, low_w]`.
+    /// Low-res logits of every output mask, `[mask_count, low_h, low_w]`;
+    /// empty when a `mask_iou_floor` skipped the prompt's masks.
     pub masks: &'a [f32],
 }
 
@@ -57,13 +58,15 @@ pub(crate) fn plan_batches(encoded_lens: &[usize], max_batch: usize) -> Vec<Vec<
 /// Decodes `prompts` (frame pixels) against `embedding`, handing each
 /// prompt's outputs with its index to `each` while its call's outputs are
 /// alive (so only one call's outputs exist at a time, and none is copied).
-/// Prompts come in call order, not prompt order. Returns the number of
-/// decoder calls made.
+/// Prompts come in call order, not prompt order. With `mask_iou_floor`
+/// (see [`Engine::decode`]) a prompt may come without masks. Returns the
+/// number of decoder calls made.
 pub(crate) fn decode_prompts(
     engine: &mut Engine,
     embedding: &ImageEmbedding,
     prompts: &[Prompt],
     max_batch: usize,
+    mask_iou_floor: Option<&[f32]>,
     mut each: impl FnMut(usize, DecodedPrompt<'_>) -> Result<(), Error>,
 ) -> Result<usize, Error> {
     let info = engine.info();
@@ -123,18 +126,21 @@ pub(crate) fn decode_prompts(
         let members: Vec<&Prompt> = batch.iter().filter_map(|&i| prompts.get(i)).collect();
         let inputs = build_inputs(&members, points, (low_h, low_w), &geometry);
         let cells = low_h * low_w;
-        engine.decode(embedding, &inputs, |out| {
-            let m = out.mask_count;
+        engine.decode(embedding, &inputs, mask_iou_floor, |out| {
             for (slot, &index) in batch.iter().enumerate() {
-                let ious = out.ious.get(slot * m..(slot + 1) * m);
-                let masks = out.masks.get(slot * m * cells..(slot + 1) * m * cells);
-                let (Some(ious), Some(masks)) = (ious, masks) else {
+                let Some((ious, masks)) = out.prompt(slot, cells) else {
                     return Err(Error::Output {
                         stage: "mask decoder",
                         reason: format!("no result for prompt {index}"),
                     });
                 };
-                each(index, DecodedPrompt { ious, masks })?;
+                each(
+                    index,
+                    DecodedPrompt {
+                        ious,
+                        masks: masks.unwrap_or_default(),
+                    },
+                )?;
             }
             Ok(())
         })?;

@@ -27,7 +27,7 @@ use crate::segment::onnx::cancel::Canceller;
 use crate::segment::onnx::model::{self, DecoderLayout, ModelInfo, ModelSource};
 use crate::segment::onnx::runtime;
 use crate::segment::onnx::sessions::{self, ModelSessions};
-use crate::segment::onnx::split_decoder::{self, ImageSideTensors, SplitDecoder};
+use crate::segment::onnx::split_decoder::{self, ImageSideTensors, MASK_ROWS, SplitDecoder};
 
 /// Where ONNX Runtime runs the models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -178,8 +178,30 @@ pub(crate) struct DecoderOutputs<'a> {
     pub mask_count: usize,
     /// `[batch, mask_count]`, row major.
     pub ious: &'a [f32],
-    /// `[batch, mask_count, low_h, low_w]`, row major.
+    /// `[rows, mask_count, low_h, low_w]`, row major.
     pub masks: &'a [f32],
+    /// The prompts (indices into the batch, ascending) `masks` holds; `None`:
+    /// every prompt, in order.
+    pub mask_rows: Option<&'a [i64]>,
+}
+
+impl<'a> DecoderOutputs<'a> {
+    /// Predicted IoUs and, if the run computed them, low-res logits of the
+    /// prompt at `slot` of the batch (`cells` per mask).
+    pub fn prompt(&self, slot: usize, cells: usize) -> Option<(&'a [f32], Option<&'a [f32]>)> {
+        let m = self.mask_count;
+        let ious = self.ious.get(slot * m..(slot + 1) * m)?;
+        let row = match self.mask_rows {
+            None => Some(slot),
+            Some(rows) => rows.binary_search(&(slot as i64)).ok(),
+        };
+        let size = m * cells;
+        let masks = match row {
+            Some(r) => Some(self.masks.get(r * size..(r + 1) * size)?),
+            None => None,
+        };
+        Some((ious, masks))
+    }
 }
 
 /// The loaded model: its sessions and what the core knows about them.
@@ -260,6 +282,13 @@ impl Engine {
         &self.info
     }
 
+    /// How many values [`Engine::decode`]'s `mask_iou_floor` takes (one per
+    /// output mask, or one for all), when the model's split decoder can skip
+    /// masks; `None` when every decoder call computes every mask.
+    pub(crate) fn mask_iou_floor_len(&self) -> Option<usize> {
+        self.split.as_ref().and_then(SplitDecoder::floor_len)
+    }
+
     /// The handle that stops this engine's runs from another thread.
     pub fn canceller(&self) -> &Canceller {
         &self.cancel
@@ -329,11 +358,15 @@ impl Engine {
     /// already computed for this embedding), else the plain decoder. The SAM
     /// layout also gets the frame size (height, width) as `orig_im_size`.
     /// `read` gets the outputs while ONNX Runtime still holds them, so they
-    /// are never copied.
+    /// are never copied. `mask_iou_floor` (see [`Engine::mask_iou_floor_len`])
+    /// lets a split decoder that takes it skip the masks of prompts whose
+    /// every output is predicted at or below its floor; other decoders
+    /// compute every mask.
     pub(crate) fn decode<T>(
         &mut self,
         embedding: &ImageEmbedding,
         inputs: &DecoderInputs,
+        mask_iou_floor: Option<&[f32]>,
         read: impl FnOnce(DecoderOutputs<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let batch = inputs.point_coords.shape().first().copied().unwrap_or(0);
@@ -355,9 +388,14 @@ impl Engine {
             }
             if let Some(side) = embedding.image_side.get() {
                 let info = &self.info;
-                return split.run_prompts(side, inputs, mask_input, cancel, |outputs| {
-                    read(read_decoder_outputs(outputs, batch, info)?)
-                });
+                return split.run_prompts(
+                    side,
+                    inputs,
+                    mask_input,
+                    mask_iou_floor,
+                    cancel,
+                    |outputs| read(read_decoder_outputs(outputs, batch, info)?),
+                );
             }
         }
         let fail = |e: ort::Error| cancel.run_error("mask decoder", e);
@@ -387,7 +425,7 @@ impl Engine {
 }
 
 /// Reads and checks `iou_predictions` and `low_res_masks` of a decoder run
-/// on `batch` prompts.
+/// on `batch` prompts, and `mask_rows` where the run has it.
 fn read_decoder_outputs<'a>(
     outputs: &'a SessionOutputs<'_>,
     batch: usize,
@@ -416,15 +454,41 @@ fn read_decoder_outputs<'a>(
         .unwrap_or(0);
     let batch_i = batch as i64;
     let m = mask_count as i64;
+    let mask_rows = match outputs.get(MASK_ROWS) {
+        None => None,
+        Some(value) => {
+            let (rows_shape, rows) =
+                value
+                    .try_extract_tensor::<i64>()
+                    .map_err(|e| Error::Output {
+                        stage,
+                        reason: format!("`{MASK_ROWS}`: {e}"),
+                    })?;
+            let ascending = rows.windows(2).all(|w| w[0] < w[1]);
+            let in_batch = rows.iter().all(|&r| (0..batch_i).contains(&r));
+            let k = rows.len() as i64;
+            if rows_shape.to_vec() != [k] || !ascending || !in_batch {
+                return Err(Error::Output {
+                    stage,
+                    reason: format!(
+                        "`{MASK_ROWS}` {rows_shape:?} must list distinct prompts of the batch \
+                         of {batch} in ascending order"
+                    ),
+                });
+            }
+            Some(rows)
+        }
+    };
+    let rows = mask_rows.map_or(batch_i, |r| r.len() as i64);
     if iou_shape != [batch_i, m]
-        || mask_shape != [batch_i, m, lh as i64, lw as i64]
+        || mask_shape != [rows, m, lh as i64, lw as i64]
         || mask_count == 0
     {
         return Err(Error::Output {
             stage,
             reason: format!(
                 "{IOU_OUTPUT} {iou_shape:?} and {LOW_RES_OUTPUT} {mask_shape:?} do not fit \
-                 {batch} prompt(s) with [{batch}, M] and [{batch}, M, {lh}, {lw}]"
+                 {batch} prompt(s) with [{batch}, M] and [{rows}, M, {lh}, {lw}]"
             ),
         });
     }
@@ -432,6 +496,7 @@ fn read_decoder_outputs<'a>(
         mask_count,
         ious,
         masks,
+        mask_rows,
     })
 }
 

@@ -5,6 +5,11 @@
 //! projections) once per image; the prompt side decodes a batch of prompts
 //! against them. The plain decoder recomputes and copies that work for every
 //! prompt. Both give the same logits (the exporter checks 1e-4).
+//!
+//! A prompt side that takes `mask_iou_floor` (one value per output mask)
+//! upscales masks only for the prompts with an output predicted above its
+//! floor and lists them in `mask_rows`: everything mode gives it
+//! `pred-iou-thresh`, so candidates it would drop cost no mask upscaling.
 
 use std::sync::Arc;
 
@@ -30,14 +35,20 @@ const PROMPT_INPUTS: [(&str, usize); 4] = [
     ("has_mask_input", 1),
 ];
 
+/// The optional input that filters the prompts that get masks, and the
+/// output listing them.
+pub(crate) const MASK_IOU_FLOOR: &str = "mask_iou_floor";
+pub(crate) const MASK_ROWS: &str = "mask_rows";
+
 const EXPECTED: &[&str] = &[
     "image part:",
     "  inputs:  image_embeddings f32[1,C,h,w]",
     "  outputs: the tensors model.json lists in split_decoder.image_outputs (f32, batch 1)",
     "prompt part:",
     "  inputs:  those tensors, point_coords f32[B,N,2], point_labels f32[B,N], \
-     mask_input f32[B,1,4h,4w], has_mask_input f32[B]",
-    "  outputs: iou_predictions f32[B,M], low_res_masks f32[B,M,4h,4w]",
+     mask_input f32[B,1,4h,4w], has_mask_input f32[B], optionally mask_iou_floor f32[M]",
+    "  outputs: iou_predictions f32[B,M], low_res_masks f32[B,M,4h,4w] \
+     (with mask_iou_floor: f32[K,M,4h,4w] and mask_rows i64[K])",
 ];
 
 /// The image side's outputs for one embedding, in `image_outputs` order.
@@ -49,6 +60,9 @@ pub(crate) struct SplitDecoder {
     image: Arc<SharedSession>,
     prompt: Arc<SharedSession>,
     image_outputs: Vec<String>,
+    /// The length of `mask_iou_floor` when the prompt side takes it (and
+    /// lists `mask_rows`).
+    floor_len: Option<usize>,
 }
 
 impl SplitDecoder {
@@ -75,10 +89,13 @@ impl SplitDecoder {
                 .mismatch("split decoder image part", &files.image, problems, EXPECTED)
                 .into());
         }
+        let floor_spec = prompt_graph.input(MASK_IOU_FLOOR);
+        let filters_masks = floor_spec.is_some();
         let expected_inputs: Vec<&str> = names
             .iter()
             .map(String::as_str)
             .chain(PROMPT_INPUTS.iter().map(|(name, _)| *name))
+            .chain(filters_masks.then_some(MASK_IOU_FLOOR))
             .collect();
         for name in &expected_inputs {
             if prompt_graph.input(name).is_none() {
@@ -108,6 +125,16 @@ impl SplitDecoder {
                 problems.push(format!("missing output `{name}`"));
             }
         }
+        if filters_masks {
+            if floor_spec.is_some_and(|t| t.dims.len() != 1) {
+                problems.push(format!("input `{MASK_IOU_FLOOR}` must have rank 1"));
+            }
+            if prompt_graph.output(MASK_ROWS).is_none() {
+                problems.push(format!(
+                    "input `{MASK_IOU_FLOOR}` without output `{MASK_ROWS}`"
+                ));
+            }
+        }
         if !problems.is_empty() {
             return Err(prompt_graph
                 .mismatch(
@@ -122,7 +149,21 @@ impl SplitDecoder {
             image,
             prompt,
             image_outputs: names.clone(),
+            // [M] when the graph fixes it; a dynamic length takes one value
+            // for every output.
+            floor_len: floor_spec.map(|t| {
+                t.dims
+                    .first()
+                    .and_then(|&d| usize::try_from(d).ok())
+                    .filter(|&d| d > 0)
+                    .unwrap_or(1)
+            }),
         })
+    }
+
+    /// The length of `mask_iou_floor` when the prompt side takes it.
+    pub(crate) fn floor_len(&self) -> Option<usize> {
+        self.floor_len
     }
 
     /// Runs the image side on a `[1, C, h, w]` embedding.
@@ -160,21 +201,47 @@ impl SplitDecoder {
     }
 
     /// Runs the prompt side; the outputs are read like the plain decoder's.
+    /// `mask_iou_floor` (`[M]`) reaches a prompt side that takes it; without
+    /// one it gets -inf, so every prompt gets its masks. A floor of another
+    /// length than the graph's is an error of the caller's.
     pub(crate) fn run_prompts<T>(
         &mut self,
         image: &ImageSideTensors,
         inputs: &DecoderInputs,
         mask_input: ndarray::ArrayView4<'_, f32>,
+        mask_iou_floor: Option<&[f32]>,
         cancel: &Canceller,
         read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let fail = |e: ort::Error| cancel.run_error("split decoder prompt part", e);
+        let floor = match (self.floor_len, mask_iou_floor) {
+            (None, _) => None,
+            (Some(len), Some(f)) if f.len() == len => Some(ndarray::Array1::from(f.to_vec())),
+            (Some(len), Some(f)) => {
+                return Err(Error::Output {
+                    stage: "split decoder prompt part",
+                    reason: format!(
+                        "{} values for `{MASK_IOU_FLOOR}`, the graph takes {len}",
+                        f.len()
+                    ),
+                });
+            }
+            (Some(len), None) => Some(ndarray::Array1::from_elem(len, f32::NEG_INFINITY)),
+        };
         let mut feed = ort::inputs![
             "point_coords" => TensorRef::from_array_view(inputs.point_coords.view()).map_err(fail)?,
             "point_labels" => TensorRef::from_array_view(inputs.point_labels.view()).map_err(fail)?,
             "mask_input" => TensorRef::from_array_view(mask_input).map_err(fail)?,
             "has_mask_input" => TensorRef::from_array_view(inputs.has_mask_input.view()).map_err(fail)?,
         ];
+        if let Some(floor) = &floor {
+            feed.push((
+                MASK_IOU_FLOOR.into(),
+                TensorRef::from_array_view(floor.view())
+                    .map_err(fail)?
+                    .into(),
+            ));
+        }
         for (name, tensor) in self.image_outputs.iter().zip(&image.0) {
             feed.push((
                 name.clone().into(),

@@ -254,9 +254,12 @@ fn cancelling_one_instance_leaves_the_others_results_intact() {
     assert_eq!(segment_all(&mut cancelled, &scenes), expected);
 }
 
+/// Each frame's objects, as (id, mask).
+type FrameMasks = Vec<Vec<(u32, Vec<bool>)>>;
+
 /// The objects of `frames` frames through a started `tinysam`, as
 /// (id, mask) per frame.
-fn element_masks(h: &mut gst_check::Harness, frames: u64) -> Vec<Vec<(u32, Vec<bool>)>> {
+fn element_masks(h: &mut gst_check::Harness, frames: u64) -> FrameMasks {
     let frame = rgba_frame();
     (0..frames)
         .map(|i| {
@@ -297,7 +300,7 @@ fn tinysam_elements_share_sessions_unless_told_not_to() {
 
 /// `videotestsrc ! tinysam ! fakesink` with a moving ball, and the masks
 /// of every frame.
-fn ball_pipeline(buffers: Option<u32>) -> (gst::Pipeline, Arc<Mutex<Vec<Vec<(u32, Vec<bool>)>>>>) {
+fn ball_pipeline(buffers: Option<u32>) -> (gst::Pipeline, Arc<Mutex<FrameMasks>>) {
     element::init();
     let limit = buffers.map_or(String::new(), |n| format!("num-buffers={n}"));
     let description = format!(

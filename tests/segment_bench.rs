@@ -467,7 +467,7 @@ fn everything_dense_vs_hierarchical() {
         };
         let rss_before = reset_peak_rss();
         let (mut encoder, mut decoder, mut post, mut total) = (vec![], vec![], vec![], vec![]);
-        let (mut prompts, mut objects) = (vec![], vec![]);
+        let (mut prompts, mut without_masks, mut objects) = (vec![], vec![], vec![]);
         for scene in &scenes {
             let frame = scene.frame();
             for _ in 0..runs {
@@ -480,17 +480,20 @@ fn everything_dense_vs_hierarchical() {
                 decoder.push(t.decoder);
                 post.push(t.postprocess);
                 prompts.push(t.prompts);
+                without_masks.push(t.prompts_without_masks);
                 objects.push(result.objects.len());
             }
         }
         prompts.sort_unstable();
+        without_masks.sort_unstable();
         objects.sort_unstable();
         let total = median(total);
         println!(
-            "  {strategy:12?}: encoder {} prompts {:5} decoder {} post {} total {} objects {} \
-             peak RSS {:.0} MiB (+{:.0} over the {:.0} MiB before)",
+            "  {strategy:12?}: encoder {} prompts {:5} (without masks {:5}) decoder {} post {} \
+             total {} objects {} peak RSS {:.0} MiB (+{:.0} over the {:.0} MiB before)",
             ms(median(encoder)),
             prompts[prompts.len() / 2],
+            without_masks[without_masks.len() / 2],
             ms(median(decoder)),
             ms(median(post)),
             ms(total),

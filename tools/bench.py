@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""The speed report: how close the encoder and decoder come to this machine's
+limit, FP32 against INT8, and what a user would otherwise run, in one run.
+
+Prints, with the CPU's flags and ONNX Runtime's version:
+  1. the MatMul ceiling: ONNX Runtime's FP32 MatMul on 2048x2048 matrices
+     with the same threads, in GFLOP/s;
+  2. the FLOPs of the network (counted on the PyTorch model: matrix products
+     and convolutions, 2 per multiply-add) and so each part's floor;
+  3. the encoder, FP32 and INT8 interleaved, against that floor;
+  4. the decoder per point prompt at batch B: plain and split (every mask,
+     and with every mask skipped by mask_iou_floor, what everything mode
+     pays for a prompt that fails pred-iou-thresh), against its floor;
+  5. a prompted frame (pre-processing, encoder, one box, mask post-processing)
+     through ONNX Runtime against the project's PyTorch implementation of
+     the same network (tools/tinysam), the "what a user would otherwise run"
+     anchor.
+Each comparison is interleaved within each repetition, so that load from
+other work on the machine hits both sides alike; figures are medians.
+Everything mode per frame is the element's core, measured by the Rust bench
+(docs/benchmarks.md); --everything runs it after the report, on the same
+machine, with the fixture at the defaults and on --fp32's model.
+
+  .venv/bin/python tools/export.py --random-init --name tinysam-random --out /tmp/full-fp32
+  .venv/bin/python tools/export.py --random-init --precision int8 --name tinysam-random-int8 --out /tmp/full-int8
+  .venv/bin/python tools/bench.py --fp32 /tmp/full-fp32 --int8 /tmp/full-int8 --everything
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from onnx import TensorProto, helper  # noqa: E402
+
+from tinysam import sam_io  # noqa: E402
+from tinysam.model import TinySam, TinySamConfig  # noqa: E402
+from tinysam.onnx_model import session  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
+
+
+def cpu_description() -> str:
+    model, flags = platform.processor() or "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = dict(line.split(":", 1) for line in f if ":" in line)
+        model = info.get("model name\t", model).strip()
+        flags = set(info.get("flags\t\t", "").split())
+    except OSError:
+        pass
+    shown = " ".join(f for f in FLAGS if f in flags) or "none of " + " ".join(FLAGS)
+    return f"{model}, {os.cpu_count()} CPUs, flags: {shown}"
+
+
+def matmul_ceiling(threads: int, n: int = 2048, reps: int = 5) -> float:
+    """ONNX Runtime's FP32 MatMul throughput in GFLOP/s."""
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    s = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    a = np.random.default_rng(0).random((n, n), np.float32)
+    s.run(None, {"a": a, "b": a})
+    times = [_seconds(lambda: s.run(None, {"a": a, "b": a})) for _ in range(reps)]
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def _seconds(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def count_flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        fn()
+    return float(counter.get_total_flops())
+
+
+def interleaved(runs: dict, reps: int, warmup: int = 1) -> dict:
+    """Median seconds of each callable, the callables taking turns."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    times = {k: [] for k in runs}
+    for _ in range(reps):
+        for k, fn in runs.items():
+            times[k].append(_seconds(fn))
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def load_meta(model_dir: str) -> dict:
+    with open(os.path.join(model_dir, "model.json")) as f:
+        return json.load(f)
+
+
+def point_batch(rng, b: int, size: int, low_res: int) -> dict:
+    """B single positive points with SAM's padding point, as everything mode sends."""
+    coords = np.zeros((b, 2, 2), np.float32)
+    coords[:, 0] = rng.uniform(0, size - 1, (b, 2))
+    return {"point_coords": coords, "point_labels": np.tile(np.float32([1, -1]), (b, 1)),
+            "mask_input": np.zeros((b, 1, low_res, low_res), np.float32), "has_mask_input": np.zeros(b, np.float32)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--fp32", required=True, metavar="DIR", help="FP32 model directory with a split decoder")
+    ap.add_argument("--int8", metavar="DIR", help="INT8 model directory of the same network")
+    ap.add_argument("--threads", type=int, default=2, help="intra-op threads, ONNX Runtime and PyTorch (default 2)")
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions (default 5)")
+    ap.add_argument("--batch", type=int, default=64, help="prompts per decoder call (default 64)")
+    ap.add_argument("--everything", action="store_true",
+                    help="then run the Rust everything-mode bench (fixture at the defaults, then --fp32's model)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    meta = load_meta(args.fp32)
+    cfg = TinySamConfig.from_dict(meta["config"])
+    size, low_res = meta["image_size"], meta["low_res_mask_size"]
+    e = meta["embedding"]
+
+    print(f"CPU: {cpu_description()}")
+    print(f"ONNX Runtime {ort.__version__}, PyTorch {torch.__version__}, {args.threads} threads, "
+          f"medians of {args.reps}")
+    ceiling = matmul_ceiling(args.threads)
+    print(f"1. MatMul ceiling (FP32, 2048^3): {ceiling:.1f} GFLOP/s")
+
+    torch.manual_seed(0)
+    model = TinySam(cfg).eval()  # the weights do not change the cost
+    image = torch.from_numpy(rng.standard_normal((1, 3, size, size)).astype(np.float32))
+    enc_flops = count_flops(lambda: model.encode(image))
+    emb_t = torch.zeros(1, e["channels"], e["height"], e["width"])
+    one = point_batch(rng, 1, size, low_res)
+    dec_flops = count_flops(lambda: model.decode(emb_t, *(torch.from_numpy(one[k]) for k in
+                                                         ("point_coords", "point_labels", "mask_input",
+                                                          "has_mask_input"))))
+    enc_floor, dec_floor = enc_flops / ceiling / 1e6, dec_flops / ceiling / 1e6  # ms
+    print(f"2. {meta['name']} (input {size}): encoder {enc_flops / 1e9:.1f} GFLOP, floor {enc_floor:.1f} ms; "
+          f"decoder {dec_flops / 1e9:.2f} GFLOP per prompt, floor {dec_floor:.2f} ms")
+
+    x = sam_io.preprocess(np.zeros((720, 1280, 3), np.uint8), size)[0]
+    encoders = {"FP32": session(os.path.join(args.fp32, meta["encoder"]), args.threads)}
+    if args.int8:
+        encoders["INT8"] = session(os.path.join(args.int8, load_meta(args.int8)["encoder"]), args.threads)
+    t = interleaved({k: (lambda s=s: s.run(None, {"image": x})) for k, s in encoders.items()}, args.reps)
+    line = ", ".join(f"{k} {1000 * v:.1f} ms ({1000 * v / enc_floor:.2f}x the floor)" for k, v in t.items())
+    if "INT8" in t:
+        line += f"; FP32 / INT8 {t['FP32'] / t['INT8']:.2f}x"
+    print(f"3. encoder: {line}")
+
+    split = meta["split_decoder"]
+    plain = session(os.path.join(args.fp32, meta["decoder"]), args.threads)
+    image_part = session(os.path.join(args.fp32, split["image"]), args.threads)
+    prompt_part = session(os.path.join(args.fp32, split["prompt"]), args.threads)
+    emb = rng.standard_normal((1, e["channels"], e["height"], e["width"])).astype(np.float32)
+    side = dict(zip(split["image_outputs"], image_part.run(split["image_outputs"], {"image_embeddings": emb})))
+    feed = point_batch(rng, args.batch, size, low_res)
+    outs = ["iou_predictions", "low_res_masks"]
+    runs = {"plain": lambda: plain.run(outs, {"image_embeddings": emb, **feed}),
+            "split": lambda: prompt_part.run(outs, {**side, **feed})}
+    if any(i.name == "mask_iou_floor" for i in prompt_part.get_inputs()):
+        m = meta["num_mask_tokens"]
+        every, none = np.full(m, -np.inf, np.float32), np.full(m, np.inf, np.float32)
+        runs["split"] = lambda: prompt_part.run(outs, {**side, **feed, "mask_iou_floor": every})
+        runs["split, masks skipped"] = lambda: prompt_part.run(outs, {**side, **feed, "mask_iou_floor": none})
+    t = interleaved(runs, args.reps)
+    t_image = interleaved({"image": lambda: image_part.run(None, {"image_embeddings": emb})}, args.reps)["image"]
+    per = {k: 1000 * v / args.batch for k, v in t.items()}
+    print(f"4. decoder per point prompt at batch {args.batch}: "
+          + ", ".join(f"{k} {v:.2f} ms ({v / dec_floor:.2f}x the floor)" for k, v in per.items())
+          + f"; plain / split {per['plain'] / per['split']:.2f}x; the split decoder's image part "
+            f"{1000 * t_image:.1f} ms once per frame")
+
+    frame = rng.integers(0, 256, (720, 1280, 3), np.uint8)
+    box = np.float32([[[400, 200], [900, 600]]]) * sam_io.resized_shape(720, 1280, size)[0] / 720
+    box_feed = {"point_coords": box, "point_labels": np.float32([[2, 3]]),
+                "mask_input": np.zeros((1, 1, low_res, low_res), np.float32),
+                "has_mask_input": np.zeros(1, np.float32)}
+    encoder = encoders["FP32"]
+
+    def onnx_frame():
+        xi, _, resized = sam_io.preprocess(frame, size)
+        (em,) = encoder.run(None, {"image": xi})
+        iou, low = plain.run(outs, {"image_embeddings": em, **box_feed})
+        sam_io.postprocess(low[0, int(np.argmax(iou[0]))], resized, (720, 1280), size)
+
+    def torch_frame():
+        with torch.no_grad():
+            xi, _, resized = sam_io.preprocess(frame, size)
+            em = model.encode(torch.from_numpy(xi))
+            low, iou = model.decode(em, *(torch.from_numpy(box_feed[k]) for k in
+                                          ("point_coords", "point_labels", "mask_input", "has_mask_input")))
+            sam_io.postprocess(low[0, int(iou[0].argmax())].numpy(), resized, (720, 1280), size)
+
+    t = interleaved({"ONNX Runtime": onnx_frame, "PyTorch": torch_frame}, args.reps)
+    print(f"5. prompted 1280x720 frame, one box, FP32: ONNX Runtime {1000 * t['ONNX Runtime']:.0f} ms, "
+          f"PyTorch {1000 * t['PyTorch']:.0f} ms: {t['PyTorch'] / t['ONNX Runtime']:.2f}x")
+    sys.stdout.flush()
+
+    if args.everything:
+        bench = ["cargo", "test", "--release", "--test", "segment_bench", "everything", "--", "--ignored",
+                 "--nocapture"]
+        env = {**os.environ, "TINYSAM_BENCH_THREADS": str(args.threads), "TINYSAM_BENCH_RUNS": "1"}
+        print("6. everything mode, fixture, 12 scenes, defaults:", flush=True)
+        subprocess.run(bench, cwd=REPO, env=env, check=True)
+        print(f"7. everything mode, {meta['name']}, one 1280x720 scene, defaults:", flush=True)
+        subprocess.run(bench, cwd=REPO, check=True, env={**env, "TINYSAM_BENCH_MODEL": os.path.abspath(args.fp32),
+                                                          "TINYSAM_BENCH_SCENES": "1",
+                                                          "TINYSAM_BENCH_FRAME": "1280x720"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,7 +23,8 @@ machine, with the fixture at the defaults and on --fp32's model.
 
   .venv/bin/python tools/export.py --random-init --name tinysam-random --out /tmp/full-fp32
   .venv/bin/python tools/export.py --random-init --precision int8 --name tinysam-random-int8 --out /tmp/full-int8
-  .venv/bin/python tools/bench.py --fp32 /tmp/full-fp32 --int8 /tmp/full-int8 --everything
+  .venv/bin/python tools/export.py --random-init --plain-onnx --name tinysam-random-plain --out /tmp/full-plain
+  .venv/bin/python tools/bench.py --fp32 /tmp/full-fp32 --int8 /tmp/full-int8 --plain /tmp/full-plain --everything
 """
 
 from __future__ import annotations
@@ -124,6 +125,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fp32", required=True, metavar="DIR", help="FP32 model directory with a split decoder")
     ap.add_argument("--int8", metavar="DIR", help="INT8 model directory of the same network")
+    ap.add_argument("--plain", metavar="DIR",
+                    help="the same network exported with --plain-onnx: its encoder joins the comparison")
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads, ONNX Runtime and PyTorch (default 2)")
     ap.add_argument("--reps", type=int, default=5, help="timed repetitions (default 5)")
     ap.add_argument("--batch", type=int, default=64, help="prompts per decoder call (default 64)")
@@ -158,10 +161,14 @@ def main(argv=None) -> int:
 
     x = sam_io.preprocess(np.zeros((720, 1280, 3), np.uint8), size)[0]
     encoders = {"FP32": session(os.path.join(args.fp32, meta["encoder"]), args.threads)}
+    if args.plain:
+        encoders["FP32 unfused"] = session(os.path.join(args.plain, load_meta(args.plain)["encoder"]), args.threads)
     if args.int8:
         encoders["INT8"] = session(os.path.join(args.int8, load_meta(args.int8)["encoder"]), args.threads)
     t = interleaved({k: (lambda s=s: s.run(None, {"image": x})) for k, s in encoders.items()}, args.reps)
     line = ", ".join(f"{k} {1000 * v:.1f} ms ({1000 * v / enc_floor:.2f}x the floor)" for k, v in t.items())
+    if "FP32 unfused" in t:
+        line += f"; unfused / fused {t['FP32 unfused'] / t['FP32']:.2f}x"
     if "INT8" in t:
         line += f"; FP32 / INT8 {t['FP32'] / t['INT8']:.2f}x"
     print(f"3. encoder: {line}")

@@ -64,6 +64,9 @@ def parse_args(argv=None):
                     help="mask-selection rule the weights were trained for, recorded in model.json: "
                          "tinysam = best of the 3 multimask outputs by predicted IoU for every prompt (default); "
                          "sam = that for a single point, the single-mask output otherwise")
+    ap.add_argument("--plain-onnx", action="store_true",
+                    help="leave the encoder as exported, in the default ONNX domain only (for runtimes other "
+                         "than ONNX Runtime; slower there, see docs/tools.md) instead of fusing its GELUs")
     ap.add_argument("--name", required=True, help="model name recorded in model.json")
     ap.add_argument("--seed", type=int, default=0, help="random init and verification inputs (default 0)")
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime / PyTorch threads (default: all)")
@@ -98,7 +101,7 @@ def main(argv=None) -> int:
     result = exporting.export_model_dir(
         model, args.out, name=args.name, source=source, opset=args.opset, precision=args.precision,
         mask_selection=args.mask_selection, calibration_images=calibration, seed=args.seed,
-        threads=args.threads or None, verbose=args.verbose, fp32_copy=fp32_copy)
+        threads=args.threads or None, verbose=args.verbose, fp32_copy=fp32_copy, fuse=not args.plain_onnx)
     v = result.meta["verification"]
     print(f"max abs diff: embeddings {v['embeddings']:.3g}, iou_predictions {v['iou_predictions']:.3g}, "
           f"low_res_masks {v['low_res_masks']:.3g}"

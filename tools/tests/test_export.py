@@ -169,14 +169,16 @@ def test_onnx_model_reference(tiny_model_dir):
 def test_export_opset18_image_size_and_sam_rule(tmp_path, tiny_config_path):
     out = str(tmp_path / "m")
     rc = export.main(["--random-init", "--config", tiny_config_path, "--image-size", "160", "--opset", "18",
-                      "--mask-selection", "sam", "--name", "t160", "--out", out])
+                      "--mask-selection", "sam", "--plain-onnx", "--name", "t160", "--out", out])
     assert rc == 0
     meta = _meta(out)
     assert meta["image_size"] == 160 and meta["embedding"]["height"] == 10 and meta["low_res_mask_size"] == 40
     assert meta["opset"] == 18 and meta["mask_selection"] == "sam"
-    for f in ("decoder.onnx", "decoder_image.onnx", "decoder_prompt.onnx"):
+    for f in ("encoder.onnx", "decoder.onnx", "decoder_image.onnx", "decoder_prompt.onnx"):
         m = onnx.load(os.path.join(out, f))
         assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [18]
+    # --plain-onnx: the encoder keeps the default domain only
+    assert [o.domain for o in onnx.load(os.path.join(out, "encoder.onnx")).opset_import] == [""]
 
 
 def test_image_size_must_be_a_multiple_of_16(tmp_path):
@@ -211,7 +213,7 @@ def test_help():
     out = subprocess.run([sys.executable, os.path.join(TOOLS, "export.py"), "--help"], capture_output=True,
                          text=True, cwd=REPO, check=True).stdout
     for opt in ("--checkpoint", "--random-init", "--config", "--image-size", "--opset", "--precision",
-                "--calibration-images", "--check-int8", "--mask-selection", "--name", "--seed", "--out"):
+                "--calibration-images", "--check-int8", "--mask-selection", "--plain-onnx", "--name", "--seed", "--out"):
         assert opt in out
 
 

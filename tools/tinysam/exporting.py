@@ -263,10 +263,10 @@ def fuse_encoder(path: str) -> dict:
 
 
 def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = False,
-                encoder: bool = True) -> None:
-    """Write encoder.onnx (unless not `encoder`), decoder.onnx,
-    decoder_image.onnx and decoder_prompt.onnx for `model` (eval mode) to
-    out_dir."""
+                encoder: bool = True, fuse: bool = True) -> None:
+    """Write encoder.onnx (unless not `encoder`; fused by `fuse_encoder`
+    unless not `fuse`), decoder.onnx, decoder_image.onnx and
+    decoder_prompt.onnx for `model` (eval mode) to out_dir."""
     if opset < 17:
         raise ValueError("opset must be at least 17 (LayerNormalization)")
     cfg = model.cfg
@@ -277,7 +277,8 @@ def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = F
                             ENCODER_INPUTS, ENCODER_OUTPUTS, verbose)
         path = os.path.join(out_dir, ENCODER_FILE)
         onnx.save(_finish(enc, opset), path)
-        fuse_encoder(path)
+        if fuse:
+            fuse_encoder(path)
 
     b = torch.export.Dim("B", min=1, max=65536)
     n = torch.export.Dim("N", min=1, max=65536)
@@ -668,7 +669,8 @@ class ExportResult:
 def export_model_dir(model: TinySam, out_dir: str, *, name: str, source: str, opset: int = 17,
                      precision: str = "fp32", mask_selection: str = "tinysam",
                      calibration_images: list[str] | None = None, seed: int = 0, threads: int | None = None,
-                     verbose: bool = False, fp32_copy: str | None = None, log=print) -> ExportResult:
+                     verbose: bool = False, fp32_copy: str | None = None, fuse: bool = True,
+                     log=print) -> ExportResult:
     """Export, verify and describe one model directory. INT8 exports the FP32
     graphs first (verified against PyTorch), quantises them, and verifies the
     result against those FP32 graphs. FP32 directories also get the split
@@ -686,7 +688,7 @@ def export_model_dir(model: TinySam, out_dir: str, *, name: str, source: str, op
     os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="tinysam-export-") as work:
         fp32_dir = out_dir if precision == "fp32" else os.path.join(work, "fp32")
-        export_onnx(model, fp32_dir, opset, verbose)
+        export_onnx(model, fp32_dir, opset, verbose, fuse=fuse)
         meta = metadata(cfg, name, source, "fp32", opset, mask_selection,
                         {"embeddings": 0.0, "iou_predictions": 0.0, "low_res_masks": 0.0})
         write_metadata(fp32_dir, meta)

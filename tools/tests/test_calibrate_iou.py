@@ -91,3 +91,18 @@ def test_held_out_scenes_are_the_rust_tests():
 def test_point_grid_matches_the_element():
     g = cal.point_grid(4, 320, 240)
     assert g.shape == (16, 2) and tuple(g[0]) == (40.0, 30.0) and tuple(g[5]) == (120.0, 90.0)
+
+
+def test_point_weight_changes_the_fit():
+    rng = np.random.default_rng(0)
+    n = 64
+    kind = np.array(["grid"] * 32 + ["point"] * 32)
+    data = {"tokens": rng.normal(size=(n, 64)).astype(np.float32),
+            "true": rng.uniform(size=(n, 4)).astype(np.float32), "kind": kind}
+    heads = []
+    for w in (1.0, 16.0):
+        head = tiny_model().mask_decoder.iou_prediction_head
+        head.load_state_dict(tiny_model().mask_decoder.iou_prediction_head.state_dict())
+        cal.fine_tune(head, data, data, 2, 1e-3, 16, 0, 0.5, log=None, point_weight=w)
+        heads.append(cal.head_predict(head, data["tokens"]))
+    assert not np.allclose(heads[0], heads[1])

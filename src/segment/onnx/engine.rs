@@ -480,9 +480,7 @@ fn read_decoder_outputs<'a>(
         }
     };
     let rows = mask_rows.map_or(batch_i, |r| r.len() as i64);
-    if iou_shape != [batch_i, m]
-        || mask_shape != [rows, m, lh as i64, lw as i64]
-        || mask_count == 0
+    if iou_shape != [batch_i, m] || mask_shape != [rows, m, lh as i64, lw as i64] || mask_count == 0
     {
         return Err(Error::Output {
             stage,

@@ -21,45 +21,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-use common::element::{init, model_dir};
-
-fn bench_model() -> String {
-    std::env::var("TINYSAM_BENCH_MODEL").unwrap_or_else(|_| model_dir().display().to_string())
-}
-
-/// The CPU's model name and the SIMD flags that matter to ONNX Runtime.
-fn cpu() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_default();
-    let flags: Vec<&str> = info
-        .lines()
-        .find_map(|l| l.strip_prefix("flags"))
-        .map(|f| {
-            f.split_whitespace()
-                .filter(|f| {
-                    [
-                        "avx2",
-                        "fma",
-                        "avx512f",
-                        "avx512_vnni",
-                        "avx_vnni",
-                        "amx_tile",
-                    ]
-                    .contains(f)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    format!(
-        "{model}; {} cores; {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        flags.join(" ")
-    )
-}
+use common::element::{bench_model, cpu_description, init, launch_watching_sink, model_dir};
 
 #[derive(Debug, Default)]
 struct Delivered {
@@ -78,7 +40,7 @@ fn live_sync_vs_async() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let frames = seconds * 30;
-    println!("CPU: {}", cpu());
+    println!("CPU: {}", cpu_description());
     println!(
         "live 1280x720 at 30 fps, {seconds} s ({frames} frames), model {}, one point prompt:",
         bench_model()
@@ -92,34 +54,21 @@ fn live_sync_vs_async() {
              ! fakesink name=sink sync=true qos=true",
             bench_model()
         );
-        let pipeline = gst::parse::launch(&description)
-            .unwrap()
-            .downcast::<gst::Pipeline>()
-            .unwrap();
         let delivered = Arc::new(Mutex::new(Delivered::default()));
         let theirs = Arc::clone(&delivered);
-        pipeline
-            .by_name("sink")
-            .unwrap()
-            .static_pad("sink")
-            .unwrap()
-            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-                let Some(buffer) = info.buffer() else {
-                    return gst::PadProbeReturn::Ok;
-                };
-                let mut d = theirs.lock().unwrap();
-                d.frames += 1;
-                if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta")
-                    && let Ok(from) = meta.structure().get::<u64>("inference-pts")
-                    && from != u64::MAX
-                    && let Some(pts) = buffer.pts()
-                {
-                    d.ages
-                        .push(Duration::from_nanos(pts.nseconds().saturating_sub(from)));
-                    d.inferences.insert(from);
-                }
-                gst::PadProbeReturn::Ok
-            });
+        let pipeline = launch_watching_sink(&description, move |buffer| {
+            let mut d = theirs.lock().unwrap();
+            d.frames += 1;
+            if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta")
+                && let Ok(from) = meta.structure().get::<u64>("inference-pts")
+                && from != u64::MAX
+                && let Some(pts) = buffer.pts()
+            {
+                d.ages
+                    .push(Duration::from_nanos(pts.nseconds().saturating_sub(from)));
+                d.inferences.insert(from);
+            }
+        });
         let started = Instant::now();
         pipeline.set_state(gst::State::Playing).unwrap();
         let bus = pipeline.bus().unwrap();
@@ -149,7 +98,7 @@ fn live_sync_vs_async() {
 fn everything_grid_every_frame_vs_tracking() {
     init();
     let frames = 20;
-    println!("CPU: {}", cpu());
+    println!("CPU: {}", cpu_description());
     println!(
         "everything mode on {frames} frames of videotestsrc pattern=ball 320x240, fixture model, \
          points-per-side 16, thresholds 0.75 / 0.9:"

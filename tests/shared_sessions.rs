@@ -310,27 +310,15 @@ fn ball_pipeline(buffers: Option<u32>) -> (gst::Pipeline, Arc<Mutex<FrameMasks>>
         element::rgba_caps(),
         model_dir().display()
     );
-    let pipeline = gst::parse::launch(&description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
     let masks = Arc::new(Mutex::new(Vec::new()));
     let theirs = Arc::clone(&masks);
-    pipeline
-        .by_name("sink")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(buffer) = info.buffer() {
-                let objects = custom_meta_objects(buffer)
-                    .into_iter()
-                    .map(|o| (o.id, o.mask))
-                    .collect();
-                theirs.lock().unwrap().push(objects);
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let pipeline = element::launch_watching_sink(&description, move |buffer| {
+        let objects = custom_meta_objects(buffer)
+            .into_iter()
+            .map(|o| (o.id, o.mask))
+            .collect();
+        theirs.lock().unwrap().push(objects);
+    });
     (pipeline, masks)
 }
 

@@ -28,38 +28,10 @@ use std::time::Instant;
 use gst::prelude::*;
 use gsttinysam::segment::onnx::sessions::live_sessions;
 
-use common::element::{init, model_dir};
+use common::element::{bench_model, cpu_description, init, launch_watching_sink};
 
 const CHILD_STREAMS: &str = "TINYSAM_BENCH_CHILD_STREAMS";
 const CHILD_SHARE: &str = "TINYSAM_BENCH_CHILD_SHARE";
-
-fn bench_model() -> String {
-    std::env::var("TINYSAM_BENCH_MODEL").unwrap_or_else(|_| model_dir().display().to_string())
-}
-
-/// The CPU's model name, cores and the SIMD flags that matter to ONNX Runtime.
-fn cpu() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        .unwrap_or_default();
-    let flags: Vec<&str> = info
-        .lines()
-        .find_map(|l| l.strip_prefix("flags"))
-        .map(|f| {
-            f.split_whitespace()
-                .filter(|f| ["fma", "avx2", "avx512f", "avx512_vnni", "avx_vnni"].contains(f))
-                .collect()
-        })
-        .unwrap_or_default();
-    format!(
-        "{model}; {} cores; {}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        flags.join(" ")
-    )
-}
 
 /// VmRSS of this process, MiB.
 fn rss_mib() -> f64 {
@@ -85,27 +57,16 @@ fn stream(source: &str, processing: &str, share: bool) -> (gst::Pipeline, Inferr
         bench_model(),
         source.contains("is-live=true")
     );
-    let pipeline = gst::parse::launch(&description)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
     let inferred = Inferred::default();
     let theirs = Arc::clone(&inferred);
-    pipeline
-        .by_name("sink")
-        .unwrap()
-        .static_pad("sink")
-        .unwrap()
-        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
-            if let Some(buffer) = info.buffer()
-                && let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta")
-                && let Ok(from) = meta.structure().get::<u64>("inference-pts")
-                && from != u64::MAX
-            {
-                theirs.lock().unwrap().insert(from);
-            }
-            gst::PadProbeReturn::Ok
-        });
+    let pipeline = launch_watching_sink(&description, move |buffer| {
+        if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta")
+            && let Ok(from) = meta.structure().get::<u64>("inference-pts")
+            && from != u64::MAX
+        {
+            theirs.lock().unwrap().insert(from);
+        }
+    });
     (pipeline, inferred)
 }
 
@@ -136,7 +97,7 @@ fn stop_all(pipelines: &[gst::Pipeline]) {
 #[test]
 #[ignore = "benchmark: run with --ignored --nocapture in release mode"]
 fn memory_of_many_streams() {
-    println!("CPU: {}", cpu());
+    println!("CPU: {}", cpu_description());
     println!(
         "VmRSS after 5 frames per stream, 640x480 NV12, one point prompt, model {}:",
         bench_model()
@@ -208,7 +169,7 @@ fn frame_rate_of_many_streams() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    println!("CPU: {}", cpu());
+    println!("CPU: {}", cpu_description());
     println!(
         "frames inferred per second, all streams together, 640x480 NV12, one point prompt, \
          n-threads=0, model {}:",

@@ -299,3 +299,63 @@ pub fn start_error(properties: &str) -> String {
     let (error, debug) = start_failure(properties);
     format!("{error} {debug}")
 }
+
+/// `description` launched as a pipeline, with `each` called on every buffer
+/// reaching its element named `sink`.
+pub fn launch_watching_sink(
+    description: &str,
+    each: impl Fn(&gst::BufferRef) + Send + Sync + 'static,
+) -> gst::Pipeline {
+    let pipeline = gst::parse::launch(description)
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    pipeline
+        .by_name("sink")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            if let Some(buffer) = info.buffer() {
+                each(buffer);
+            }
+            gst::PadProbeReturn::Ok
+        });
+    pipeline
+}
+
+/// The benches' model: `TINYSAM_BENCH_MODEL`, else the fixture.
+pub fn bench_model() -> String {
+    std::env::var("TINYSAM_BENCH_MODEL").unwrap_or_else(|_| model_dir().display().to_string())
+}
+
+/// The CPU's model name, cores and the SIMD flags that matter to ONNX
+/// Runtime, for the benches to print beside their figures.
+pub fn cpu_description() -> String {
+    const FLAGS: [&str; 6] = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_vnni",
+        "avx_vnni",
+        "amx_tile",
+    ];
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let flags: Vec<&str> = flags
+        .split_whitespace()
+        .filter(|f| FLAGS.contains(f))
+        .collect();
+    format!(
+        "{}; {} cores; {}",
+        field("model name"),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        flags.join(" ")
+    )
+}

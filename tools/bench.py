@@ -45,6 +45,7 @@ import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
+from bench_decoder import everything_mode_batch as point_batch  # noqa: E402
 from tinysam import sam_io  # noqa: E402
 from tinysam.model import TinySam, TinySamConfig  # noqa: E402
 from tinysam.onnx_model import session  # noqa: E402
@@ -111,14 +112,6 @@ def interleaved(runs: dict, reps: int, warmup: int = 1) -> dict:
 def load_meta(model_dir: str) -> dict:
     with open(os.path.join(model_dir, "model.json")) as f:
         return json.load(f)
-
-
-def point_batch(rng, b: int, size: int, low_res: int) -> dict:
-    """B single positive points with SAM's padding point, as everything mode sends."""
-    coords = np.zeros((b, 2, 2), np.float32)
-    coords[:, 0] = rng.uniform(0, size - 1, (b, 2))
-    return {"point_coords": coords, "point_labels": np.tile(np.float32([1, -1]), (b, 1)),
-            "mask_input": np.zeros((b, 1, low_res, low_res), np.float32), "has_mask_input": np.zeros(b, np.float32)}
 
 
 def main(argv=None) -> int:

@@ -85,6 +85,9 @@ def bench(model_dir: str, threads: int, batches: list[int], reps: int, warmup: i
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((1, emb_meta["channels"], emb_meta["height"], emb_meta["width"])).astype(np.float32)
     outputs = ["iou_predictions", "low_res_masks"]
+    # prompted mode's call: every prompt gets its masks
+    keep_all = ({"mask_iou_floor": np.full(meta["num_mask_tokens"], -np.inf, np.float32)}
+                if any(i.name == "mask_iou_floor" for i in prompt.get_inputs()) else {})
 
     rows = []
     for b in batches:
@@ -98,7 +101,7 @@ def bench(model_dir: str, threads: int, batches: list[int], reps: int, warmup: i
             fixed.update(zip(split["image_outputs"], image.run(split["image_outputs"], {"image_embeddings": emb})))
 
         def run_prompt():
-            prompt.run(outputs, {**fixed, **feed})
+            prompt.run(outputs, {**fixed, **feed, **keep_all})
 
         for _ in range(warmup):
             run_plain()

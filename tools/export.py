@@ -65,8 +65,8 @@ def parse_args(argv=None):
                          "tinysam = best of the 3 multimask outputs by predicted IoU for every prompt (default); "
                          "sam = that for a single point, the single-mask output otherwise")
     ap.add_argument("--plain-onnx", action="store_true",
-                    help="leave the encoder as exported, in the default ONNX domain only (for runtimes other "
-                         "than ONNX Runtime; slower there, see docs/tools.md) instead of fusing its GELUs")
+                    help="leave the graphs as exported, in the default ONNX domain only (for runtimes other "
+                         "than ONNX Runtime; slower there, see docs/tools.md) instead of fusing their GELUs")
     ap.add_argument("--name", required=True, help="model name recorded in model.json")
     ap.add_argument("--seed", type=int, default=0, help="random init and verification inputs (default 0)")
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime / PyTorch threads (default: all)")

@@ -83,7 +83,7 @@ def test_split_decoder_interface(tiny_model_dir):
     meta = _meta(tiny_model_dir)
     assert meta["split_decoder"] == {"image": "decoder_image.onnx", "prompt": "decoder_prompt.onnx",
                                      "image_outputs": ["image_tokens", "image_pe", "t2i_keys", "t2i_values",
-                                                       "i2t_queries"]}
+                                                       "i2t_queries", "block_offsets", "final_offsets"]}
     v = meta["verification"]["split_decoder"]
     assert v["iou_predictions"] <= 1e-4 and v["low_res_masks"] <= 1e-4
     img = onnx.load(os.path.join(tiny_model_dir, "decoder_image.onnx"))
@@ -94,7 +94,8 @@ def test_split_decoder_interface(tiny_model_dir):
     f32 = onnx.TensorProto.FLOAT
     image_side = {"image_tokens": (f32, [1, 144, 64]), "image_pe": (f32, [1, 144, 64]),
                   "t2i_keys": (f32, [1, 144, 32]), "t2i_values": (f32, [1, 144, 32]),
-                  "i2t_queries": (f32, [1, 144, 32])}
+                  "i2t_queries": (f32, [1, 144, 32]), "block_offsets": (f32, [1, 144, 64]),
+                  "final_offsets": (f32, [1, 144, 32])}
     assert {i.name: (i.type.tensor_type.elem_type, _shape(i)) for i in img.graph.input} == \
         {"image_embeddings": (f32, [1, 64, 12, 12])}
     assert {o.name: (o.type.tensor_type.elem_type, _shape(o)) for o in img.graph.output} == image_side
@@ -106,6 +107,9 @@ def test_split_decoder_interface(tiny_model_dir):
         {"iou_predictions": (f32, ["B", 4]), "low_res_masks": (f32, ["K", 4, 48, 48]),
          "mask_rows": (onnx.TensorProto.INT64, ["K"])}
     assert v["low_res_masks_kept_rows"] <= 1e-4
+    # the GELUs of the mask upscaling (and of the mask-input branch) are fused
+    ops = {(n.domain, n.op_type) for g in exporting._graphs(prm.graph) for n in g.node}
+    assert ("", "Erf") not in ops and ("com.microsoft", "Gelu") in ops
 
 
 def test_split_decoder_matches_plain_onnx(tiny_model_dir):
@@ -230,7 +234,9 @@ def test_int8_dynamic(tmp_path, tiny_config_path, image_dir, capsys):
     assert "max abs diff: embeddings" in text and "point_mask_iou_mean" in text
     dec = onnx.load(os.path.join(out, "decoder.onnx"))
     assert any(n.op_type == "MatMulInteger" for n in dec.graph.node)
-    assert [o.domain for o in dec.opset_import] == [""]  # plain ONNX, no contrib ops
+    # only the opsets it uses: ONNX and, for the fused GELUs, com.microsoft
+    assert [o.domain for o in dec.opset_import] == ["", "com.microsoft"]
+    assert {n.op_type for n in dec.graph.node if n.domain == "com.microsoft"} <= {"Gelu", "BiasGelu"}
     assert "split_decoder" not in meta and not os.path.exists(os.path.join(out, "decoder_prompt.onnx"))
 
 

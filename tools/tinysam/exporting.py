@@ -107,11 +107,11 @@ class DecoderPromptGraph(nn.Module):
         super().__init__()
         self.prompt_side = PromptSide(model)
 
-    def forward(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels,
-                mask_input, has_mask_input, mask_iou_floor):
+    def forward(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, block_offsets, final_offsets,
+                point_coords, point_labels, mask_input, has_mask_input, mask_iou_floor):
         low_res_masks, iou_predictions, mask_rows = self.prompt_side(
-            image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, point_coords, point_labels, mask_input,
-            has_mask_input, mask_iou_floor)
+            image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, block_offsets, final_offsets, point_coords,
+            point_labels, mask_input, has_mask_input, mask_iou_floor)
         return iou_predictions, low_res_masks, mask_rows
 
 
@@ -262,11 +262,34 @@ def fuse_encoder(path: str) -> dict:
     return {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
 
 
+def fuse_decoder_gelus(path: str) -> int:
+    """Fuse the GELUs of the decoder graph at `path` (the mask upscaling's
+    and the mask-input downscaling's) into com.microsoft Gelu / BiasGelu
+    with ONNX Runtime's transformer tooling. Its whole optimizer cannot run
+    here: its topological sort breaks the prompt graph's If branches, so
+    only these two fusions are applied. Returns the number of fused GELUs."""
+    from onnxruntime.transformers.fusion_biasgelu import FusionBiasGelu
+    from onnxruntime.transformers.fusion_gelu import FusionGelu
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    fused = OnnxModel(onnx.load(path))
+    FusionGelu(fused).apply()
+    FusionBiasGelu(fused, is_fastgelu=False).apply()
+    fused.prune_graph()
+    fused.save_model_to_file(path)  # adds the com.microsoft opset import
+    model = onnx.load(path)
+    model.producer_name = "gst-tinysam tools/export.py"
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return sum(1 for g in _graphs(model.graph) for n in g.node if n.op_type in ("Gelu", "BiasGelu"))
+
+
 def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = False,
                 encoder: bool = True, fuse: bool = True) -> None:
-    """Write encoder.onnx (unless not `encoder`; fused by `fuse_encoder`
-    unless not `fuse`), decoder.onnx, decoder_image.onnx and
-    decoder_prompt.onnx for `model` (eval mode) to out_dir."""
+    """Write encoder.onnx (unless not `encoder`), decoder.onnx,
+    decoder_image.onnx and decoder_prompt.onnx for `model` (eval mode) to
+    out_dir; unless not `fuse`, with the encoder rewritten by `fuse_encoder`
+    and the decoders' GELUs by `fuse_decoder_gelus`."""
     if opset < 17:
         raise ValueError("opset must be at least 17 (LayerNormalization)")
     cfg = model.cfg
@@ -288,6 +311,8 @@ def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = F
            "mask_input": {0: b}, "has_mask_input": {0: b}}
     dec = _torch_export(DecoderGraph(model), args, opset, dyn, DECODER_INPUTS, DECODER_OUTPUTS, verbose)
     onnx.save(_finish(dec, opset), os.path.join(out_dir, DECODER_FILE))
+    if fuse:
+        fuse_decoder_gelus(os.path.join(out_dir, DECODER_FILE))
 
     image_side = ImageSide(model)
     dec_img = _torch_export(image_side, args[:1], opset, None, DECODER_IMAGE_INPUTS, DECODER_IMAGE_OUTPUTS,
@@ -306,6 +331,8 @@ def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = F
         if output.name in ("low_res_masks", "mask_rows"):
             output.type.tensor_type.shape.dim[0].dim_param = "K"
     onnx.save(_finish(dec_prompt, opset), os.path.join(out_dir, DECODER_PROMPT_FILE))
+    if fuse:
+        fuse_decoder_gelus(os.path.join(out_dir, DECODER_PROMPT_FILE))
 
 
 # --------------------------------------------------------------------------- verification inputs
@@ -579,7 +606,7 @@ def _preprocess_for_quant(src: str, dst: str):
 
 def _drop_unused_domains(path: str):
     """quant_pre_process declares every opset ONNX Runtime knows; keep only
-    the ones the graph uses, so the file stays plain ONNX."""
+    the ones the graph uses."""
     model = onnx.load(path)
     used = {n.domain for n in model.graph.node} | {""}
     kept = [o for o in model.opset_import if o.domain in used or o.domain == "ai.onnx"]

@@ -29,22 +29,24 @@ Rust scenes, the mean |predicted - true IoU| over the 3 multimask outputs of
 the 32x32 grid's prompts, and how many objects some candidate reaches at SAM's
 filters.
 
-Status (2026-12-02, not yet applied to the committed fixture): with the
-defaults below (120 training scenes, ~41 min of data collection on 2 busy
-cores, seconds of training) the held-out error falls from 0.157 to 0.081,
-but at 0.88 / 0.95 tests/everything.rs's recall is 0.836 with the head alone
-(hierarchical: 0.68 of dense's prompts) and 0.891 (49/55) with
---logit-scale 2 (0.38 of dense's prompts) or 4 (0.30): short of 0.9. The
-missed objects are small ones in crowded scenes whose IoU the head still
-under-predicts (true 0.87-0.95, predicted 0.66-0.84). --point-weight 16
-with --logit-scale 2 reaches 0.945 (52/55) dense and hierarchical (0.37 of
-dense's prompts), but tools/evaluate.py's mIoU drops (box 0.8773 -> 0.8742,
-point 0.8187 -> 0.7739): a head refitted to true IoUs ranks the 3 outputs
-worse for single points on evaluate.py's larger frames (not in TRAIN_SIZES),
-even when trained on such prompts.
+Applied to the committed fixture (2026-12-02): --epochs 0 --logit-scale 2,
+the exact logit scale alone (docs/tools.md, "Fixture results"): binary masks,
+mask-input refinement and IoU predictions unchanged, and at 0.88 / 0.95
+tests/everything.rs's recall is 0.909 for both strategies with hierarchical
+decoding 0.42 of dense's prompts (0.66 before). The head refits are not
+applied. With the defaults below (120 training scenes, ~41 min of data
+collection on 2 busy cores, seconds of training) the held-out error falls
+from 0.157 to 0.081, but each refit changes which of the 3 outputs the
+`tinysam` rule picks for single points, and tools/evaluate.py's point mIoU
+drops on its larger frames (not in TRAIN_SIZES): --keep-box-choice 10
+--point-weight 16 --logit-scale 2 keeps box mIoU (0.8756 -> 0.8759, 100
+scenes) and reaches recall 0.927 with 0.38 of dense's prompts, but point
+0.8179 -> 0.7837; --keep-order keeps every prompted result but calibrates
+little (0.157 -> 0.151; recall 0.836). Next: training scenes at
+evaluate.py's frame sizes.
 
-  .venv/bin/python tools/calibrate_iou.py --weights tools/fixture/fixture.pth \\
-      --config tools/fixture/config.json --out /tmp/calibrated
+  .venv/bin/python tools/calibrate_iou.py --weights STAGE3/fixture.pth \\
+      --config tools/fixture/config.json --epochs 0 --logit-scale 2 --out /tmp/calibrated
   .venv/bin/python tools/calibrate_iou.py --weights W --config C --report-only
 """
 
@@ -428,20 +430,30 @@ def head_predict(head: torch.nn.Module, tokens: np.ndarray) -> np.ndarray:
         return head(torch.from_numpy(tokens)).numpy()
 
 
+BOX_KINDS = ("box", "jittered box", "box+points", "box + mask input", "jittered box + mask input")
+
+
 def fine_tune(head: torch.nn.Module, train: dict, val: dict, epochs: int, lr: float, batch: int, seed: int,
-              grid_weight: float, log=print, point_weight: float = 1.0) -> list[dict]:
+              grid_weight: float, log=print, point_weight: float = 1.0, keep_box_choice: float = 0.0,
+              margin: float = 0.02) -> list[dict]:
     """MSE between the head's predictions and the true IoUs of all 4 outputs,
     Adam with a cosine schedule; the object prompts count 1, the grid's
     `grid_weight` each (there are many more of them), and single interior
     points (the "point" prompts, where the `tinysam` rule's choice among the
-    3 outputs matters most) `point_weight` each."""
+    3 outputs matters most) `point_weight` each. With `keep_box_choice` > 0,
+    a hinge term of that weight keeps, for prompts with a box, the input
+    head's choice among the 3 multimask outputs ahead of the other two by
+    `margin`: the `tinysam` rule then picks the same box masks as before,
+    while the grid's points are calibrated."""
     g = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(train["tokens"]), torch.from_numpy(train["true"])
     w = np.where(train["kind"] == "grid", grid_weight, 1.0).astype(np.float32)
     w = torch.from_numpy(np.where(train["kind"] == "point", point_weight, w).astype(np.float32))
     vx, vy = torch.from_numpy(val["tokens"]), torch.from_numpy(val["true"])
+    boxed = torch.from_numpy(np.isin(train["kind"], BOX_KINDS))
+    choice = torch.from_numpy(np.argmax(train["pred"][:, 1:], axis=1)) if keep_box_choice else None
     opt = torch.optim.Adam(head.parameters(), lr=lr)
-    steps = epochs * math.ceil(len(x) / batch)
+    steps = max(epochs * math.ceil(len(x) / batch), 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.5 * (1 + math.cos(math.pi * min(i / steps, 1.0))))
     history = []
     for epoch in range(epochs + 1):
@@ -451,6 +463,13 @@ def fine_tune(head: torch.nn.Module, train: dict, val: dict, epochs: int, lr: fl
             for i in range(0, len(x), batch):
                 b = perm[i:i + batch]
                 loss = (((head(x[b]) - y[b]) ** 2).mean(dim=1) * w[b]).sum() / w[b].sum()
+                kept = b[boxed[b]]
+                if keep_box_choice and len(kept):
+                    multi = head(x[kept])[:, 1:]
+                    chosen = multi.gather(1, choice[kept][:, None])
+                    # the chosen output's own term is exactly `margin`
+                    hinge = torch.relu(multi - chosen + margin).sum(dim=1) - margin
+                    loss = loss + keep_box_choice * hinge.mean()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -459,16 +478,67 @@ def fine_tune(head: torch.nn.Module, train: dict, val: dict, epochs: int, lr: fl
             head.eval()
             with torch.no_grad():
                 tp, vp = head(x), head(vx)
+            vboxed = np.isin(val["kind"], BOX_KINDS)
+            kept_choice = (np.argmax(vp.numpy()[vboxed][:, 1:], axis=1)
+                           == np.argmax(val["pred"][vboxed][:, 1:], axis=1)).mean() if "pred" in val else np.nan
             row = {"epoch": epoch, "train_mae": float((tp - y).abs().mean()),
+                   "val_box_choice_kept": float(kept_choice),
                    "val_mae": float((vp - vy).abs().mean()),
                    "val_mae_grid_multimask": float((vp - vy)[torch.from_numpy(val["kind"] == "grid")][:, 1:]
                                                    .abs().mean())}
             history.append(row)
             if log:
                 log(f"  epoch {epoch}: train MAE {row['train_mae']:.4f}, validation MAE {row['val_mae']:.4f} "
-                    f"(grid, multimask outputs {row['val_mae_grid_multimask']:.4f})", flush=True)
+                    f"(grid, multimask outputs {row['val_mae_grid_multimask']:.4f}; box prompts keeping the "
+                    f"input head's choice {row['val_box_choice_kept']:.3f})", flush=True)
     head.eval()
     return history
+
+
+class OrderKeepingHead(torch.nn.Module):
+    """The input IoU head with its multimask predictions y_1..y_3 replaced by
+    a * y_j + w . x + c, where x is the head's last hidden layer, a > 0 and
+    w, c are trained: one affine map per prompt, the same for its 3
+    multimask outputs, so that their order, and with it every choice the
+    `tinysam` rule makes in prompted mode, stays exactly as it was, while
+    the levels that everything mode's `pred-iou-thresh` and NMS compare
+    across prompts are calibrated. The single-mask output (0, which that
+    rule never picks) is trained freely. `fold()` writes it back into the
+    head's last layer, so the architecture is unchanged."""
+
+    def __init__(self, head: torch.nn.Module):
+        super().__init__()
+        self.head = head
+        for p in head.parameters():
+            p.requires_grad_(False)
+        last = head.layers[-1]
+        self.log_a = torch.nn.Parameter(torch.zeros(()))
+        self.w = torch.nn.Parameter(torch.zeros(last.in_features))
+        self.c = torch.nn.Parameter(torch.zeros(()))
+        self.single = torch.nn.Linear(last.in_features, 1)
+        with torch.no_grad():
+            self.single.weight.copy_(last.weight[:1])
+            self.single.bias.copy_(last.bias[:1])
+
+    def forward(self, tokens):
+        x = tokens
+        for layer in self.head.layers[:-1]:
+            x = F.relu(layer(x))
+        multi = torch.exp(self.log_a) * self.head.layers[-1](x)[:, 1:] + (x @ self.w + self.c)[:, None]
+        return torch.cat([self.single(x), multi], dim=1)
+
+    def fold(self) -> torch.nn.Module:
+        """The input head with these maps in its last layer's weights."""
+        last = self.head.layers[-1]
+        with torch.no_grad():
+            a = torch.exp(self.log_a)
+            weight = torch.cat([self.single.weight, a * last.weight[1:] + self.w[None]])
+            bias = torch.cat([self.single.bias, a * last.bias[1:] + self.c])
+            last.weight.copy_(weight)
+            last.bias.copy_(bias)
+        for p in self.head.parameters():
+            p.requires_grad_(True)
+        return self.head
 
 
 def calibrated_state(state: dict, head: torch.nn.Module) -> dict:
@@ -523,12 +593,18 @@ def main(argv=None) -> int:
     ap.add_argument("--rendered-scenes", type=int, default=60, help="Rust-test-style scenes (default 60)")
     ap.add_argument("--grid", type=int, default=16, help="grid points per side on the training scenes")
     ap.add_argument("--validation", type=float, default=0.2, help="fraction of the scenes held out for validation")
-    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--epochs", type=int, default=60, help="0: leave the head as it is (--logit-scale only)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--grid-weight", type=float, default=0.5)
     ap.add_argument("--point-weight", type=float, default=1.0,
                     help="weight of the single-interior-point object prompts (default 1; the others count 1)")
+    ap.add_argument("--keep-order", action="store_true",
+                    help="train one affine map per prompt for its multimask predictions (OrderKeepingHead): "
+                         "prompted mode's choices stay exactly those of the input weights")
+    ap.add_argument("--keep-box-choice", type=float, default=0.0, metavar="W",
+                    help="weight of a hinge term keeping the input head's choice among the multimask outputs "
+                         "for prompts with a box (default 0: off)")
     ap.add_argument("--logit-scale", type=int, default=1, choices=LOGIT_SCALES,
                     help="also multiply every mask logit by this (exactly; see scaled_logits_state); default 1")
     ap.add_argument("--cache", help="directory for the cached tokens (reused when present)")
@@ -545,24 +621,32 @@ def main(argv=None) -> int:
     if args.report_only:
         return 0
 
-    print(f"training scenes: {args.synthetic_scenes} synthetic + {args.rendered_scenes} rendered, seed {args.seed}, "
-          f"{args.grid}x{args.grid} grid and object prompts:", flush=True)
-    name = f"train_s{args.seed}_{args.synthetic_scenes}_{args.rendered_scenes}_g{args.grid}.npz"
-    data = cached(cache(name), lambda: collect(
-        model, training_scenes(args.seed, args.synthetic_scenes, args.rendered_scenes),
-        np.random.default_rng([args.seed, 2]), args.grid, True))
-    n_scenes = int(data["scene"].max()) + 1
-    # every 1/validation-th scene validates (both scene sources)
-    every = max(int(round(1 / args.validation)), 2)
-    is_val = data["scene"] % every == every - 1
-    train = {k: v[~is_val] for k, v in data.items()}
-    val = {k: v[is_val] for k, v in data.items()}
-    print(f"{n_scenes} scenes: {len(train['tokens'])} training prompts, {len(val['tokens'])} validation prompts",
-          flush=True)
-
     head = model.mask_decoder.iou_prediction_head
-    history = fine_tune(head, train, val, args.epochs, args.lr, args.batch, args.seed, args.grid_weight,
-                         point_weight=args.point_weight)
+    train = val = None
+    history = []
+    if args.epochs:  # --epochs 0 leaves the head as it is: no training data needed
+        print(f"training scenes: {args.synthetic_scenes} synthetic + {args.rendered_scenes} rendered, seed {args.seed}, "
+              f"{args.grid}x{args.grid} grid and object prompts:", flush=True)
+        name = f"train_s{args.seed}_{args.synthetic_scenes}_{args.rendered_scenes}_g{args.grid}.npz"
+        data = cached(cache(name), lambda: collect(
+            model, training_scenes(args.seed, args.synthetic_scenes, args.rendered_scenes),
+            np.random.default_rng([args.seed, 2]), args.grid, True))
+        n_scenes = int(data["scene"].max()) + 1
+        # every 1/validation-th scene validates (both scene sources)
+        every = max(int(round(1 / args.validation)), 2)
+        is_val = data["scene"] % every == every - 1
+        train = {k: v[~is_val] for k, v in data.items()}
+        val = {k: v[is_val] for k, v in data.items()}
+        print(f"{n_scenes} scenes: {len(train['tokens'])} training prompts, {len(val['tokens'])} validation prompts",
+              flush=True)
+
+        trained = OrderKeepingHead(head) if args.keep_order else head
+        history = fine_tune(trained, train, val, args.epochs, args.lr, args.batch, args.seed, args.grid_weight,
+                             point_weight=args.point_weight, keep_box_choice=args.keep_box_choice)
+        if args.keep_order:
+            expected = head_predict(trained, val["tokens"])
+            head = trained.fold()
+            assert np.abs(head_predict(head, val["tokens"]) - expected).max() < 1e-4
     new_state = calibrated_state(state, head)
     if args.logit_scale != 1:
         new_state = scaled_logits_state(new_state, args.logit_scale, model.mask_decoder.num_mask_tokens)
@@ -576,8 +660,8 @@ def main(argv=None) -> int:
     print_held_out(before, "before")
     print_held_out(after, "after")
     by_kind = {}
-    vp = head_predict(head, val["tokens"])
-    for kind in np.unique(val["kind"]):
+    vp = head_predict(head, val["tokens"]) if val is not None else None
+    for kind in np.unique(val["kind"]) if val is not None else []:
         sel = val["kind"] == kind
         by_kind[str(kind)] = {"before": float(np.abs(val["pred"][sel] - val["true"][sel]).mean()),
                               "after": float(np.abs(vp[sel] - val["true"][sel]).mean())}
@@ -588,13 +672,16 @@ def main(argv=None) -> int:
         torch.save(new_state, os.path.join(args.out, "fixture.pth"))
         with open(os.path.join(args.out, "config.json"), "w") as f:
             f.write(model.cfg.to_json())
-        record = {"weights": args.weights, "trained": "mask_decoder.iou_prediction_head only",
+        record = {"weights": args.weights,
+                  "trained": "mask_decoder.iou_prediction_head only" if args.epochs else "nothing (--epochs 0)",
                   "seed": args.seed, "synthetic_scenes": args.synthetic_scenes,
                   "rendered_scenes": args.rendered_scenes, "grid": args.grid, "validation": args.validation,
                   "logit_scale": args.logit_scale, "changed_tensors": changed,
                   "epochs": args.epochs, "lr": args.lr, "batch": args.batch, "grid_weight": args.grid_weight,
-                  "point_weight": args.point_weight,
-                  "training_prompts": len(train["tokens"]), "validation_prompts": len(val["tokens"]),
+                  "point_weight": args.point_weight, "keep_box_choice": args.keep_box_choice,
+                  "keep_order": args.keep_order,
+                  "training_prompts": len(train["tokens"]) if train else 0,
+                  "validation_prompts": len(val["tokens"]) if val else 0,
                   "history": history, "validation_by_kind": by_kind,
                   "held_out": {"before": before, "after": after}}
         with open(os.path.join(args.out, "calibration.json"), "w") as f:

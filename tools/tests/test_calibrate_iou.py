@@ -106,3 +106,38 @@ def test_point_weight_changes_the_fit():
         cal.fine_tune(head, data, data, 2, 1e-3, 16, 0, 0.5, log=None, point_weight=w)
         heads.append(cal.head_predict(head, data["tokens"]))
     assert not np.allclose(heads[0], heads[1])
+
+
+def test_keep_order_keeps_every_prompts_choice():
+    """OrderKeepingHead, folded back into the head: each prompt's multimask
+    outputs keep their order (prompted mode's choice), their levels move."""
+    rng = np.random.default_rng(1)
+    n = 96
+    data = {"tokens": rng.normal(size=(n, 64)).astype(np.float32),
+            "true": rng.uniform(size=(n, 4)).astype(np.float32), "kind": np.array(["grid"] * n)}
+    head = tiny_model().mask_decoder.iou_prediction_head
+    before = cal.head_predict(head, data["tokens"])
+    trained = cal.OrderKeepingHead(head)
+    cal.fine_tune(trained, data, data, 3, 1e-2, 16, 0, 1.0, log=None)
+    expected = cal.head_predict(trained, data["tokens"])
+    folded = cal.head_predict(trained.fold(), data["tokens"])
+    np.testing.assert_allclose(folded, expected, atol=1e-5)
+    assert not np.allclose(folded, before, atol=1e-3)
+    assert (np.argsort(folded[:, 1:], axis=1) == np.argsort(before[:, 1:], axis=1)).all()
+
+
+def test_keep_box_choice_holds_the_input_heads_choice():
+    rng = np.random.default_rng(2)
+    n = 64
+    head = tiny_model().mask_decoder.iou_prediction_head
+    tokens = rng.normal(size=(n, 64)).astype(np.float32)
+    data = {"tokens": tokens, "true": rng.uniform(size=(n, 4)).astype(np.float32),
+            "kind": np.array(["box"] * n), "pred": cal.head_predict(head, tokens)}
+    kept = []
+    for weight in (0.0, 50.0):
+        h = tiny_model().mask_decoder.iou_prediction_head
+        h.load_state_dict(head.state_dict())
+        cal.fine_tune(h, data, data, 20, 3e-3, 16, 0, 1.0, log=None, keep_box_choice=weight)
+        kept.append((np.argmax(cal.head_predict(h, tokens)[:, 1:], axis=1)
+                     == np.argmax(data["pred"][:, 1:], axis=1)).mean())
+    assert kept[1] > kept[0] and kept[1] >= 0.95

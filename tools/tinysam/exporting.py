@@ -231,6 +231,17 @@ def _torch_export(module, args, opset, dynamic_shapes, input_names, output_names
     return program.model_proto
 
 
+def _save_fused(fused, path: str) -> onnx.ModelProto:
+    """Write an onnxruntime.transformers OnnxModel back to `path` as this
+    exporter's file (the save adds the com.microsoft opset import)."""
+    fused.save_model_to_file(path)
+    model = onnx.load(path)
+    model.producer_name = "gst-tinysam tools/export.py"
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return model
+
+
 def fuse_encoder(path: str) -> dict:
     """Rewrite the encoder at `path` with ONNX Runtime's transformer optimizer
     (its own graph tooling): GELU's Erf/Mul/Add/Div pattern becomes one Gelu
@@ -254,11 +265,7 @@ def fuse_encoder(path: str) -> dict:
                                          optimization_options=options)
     finally:
         quiet.setLevel(level)
-    fused.save_model_to_file(path)  # adds the com.microsoft opset import
-    model = onnx.load(path)
-    model.producer_name = "gst-tinysam tools/export.py"
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
+    _save_fused(fused, path)
     return {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
 
 
@@ -276,11 +283,7 @@ def fuse_decoder_gelus(path: str) -> int:
     FusionGelu(fused).apply()
     FusionBiasGelu(fused, is_fastgelu=False).apply()
     fused.prune_graph()
-    fused.save_model_to_file(path)  # adds the com.microsoft opset import
-    model = onnx.load(path)
-    model.producer_name = "gst-tinysam tools/export.py"
-    onnx.checker.check_model(model)
-    onnx.save(model, path)
+    model = _save_fused(fused, path)
     return sum(1 for g in _graphs(model.graph) for n in g.node if n.op_type in ("Gelu", "BiasGelu"))
 
 

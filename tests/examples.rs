@@ -172,7 +172,7 @@ fn segment_video_follows_the_ball_from_one_point() {
 
 #[test]
 fn segment_video_everything_mode_finds_the_ball() {
-    let lines = segment_video(&["--frames", "2", "--set", "pred-iou-thresh=0.75"]);
+    let lines = segment_video(&["--frames", "2"]);
     for frame in 0..2 {
         let objects: Vec<_> = lines
             .iter()

@@ -46,13 +46,11 @@ fn embed_all(segmenter: &mut Segmenter, scenes: &[Scene]) -> (Vec<ImageEmbedding
     (embeddings, start.elapsed() / scenes.len().max(1) as u32)
 }
 
-/// Everything mode as tests/everything.rs runs it on the fixture: a 16x16
-/// grid and the fixture's filters (0.75 / 0.9, measured there).
+/// Everything mode on a 16x16 grid at the default filters (SAM's 0.88 /
+/// 0.95, as tests/everything.rs runs it).
 fn everything_options() -> EverythingOptions {
     EverythingOptions {
         points_per_side: 16,
-        pred_iou_thresh: 0.75,
-        stability_score_thresh: 0.9,
         ..EverythingOptions::default()
     }
 }

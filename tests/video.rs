@@ -88,7 +88,7 @@ fn live_async_pipeline(frames: u32) -> (gst::Pipeline, Arc<Mutex<Vec<Age>>>) {
         "videotestsrc is-live=true num-buffers={frames} pattern=ball \
          ! video/x-raw,format=RGBA,width={WIDTH},height={HEIGHT},framerate=30/1 \
          ! tinysam name=sam model=\"{}\" processing=auto everything-mode=dense \
-           points-per-side=16 pred-iou-thresh=0.75 stability-score-thresh=0.9 n-threads=1 \
+           points-per-side=16 n-threads=1 \
          ! fakesink name=sink sync=true qos=true max-lateness=20000000",
         model_dir().display()
     );

@@ -29,25 +29,23 @@ Rust scenes, the mean |predicted - true IoU| over the 3 multimask outputs of
 the 32x32 grid's prompts, and how many objects some candidate reaches at SAM's
 filters.
 
-Status (2026-12-02; nothing applied to the committed fixture, see
-docs/tools.md, "Fixture results"): --epochs 0 --logit-scale 2, the exact
-logit scale alone, keeps binary masks, mask-input refinement and IoU
-predictions, and at 0.88 / 0.95 tests/everything.rs's recall is 0.909 for
-both strategies with hierarchical decoding 0.42 of dense's prompts (0.66
-before); but the tracker's stability floor was tuned on the soft logits and
-a corrected object is then lost (tests/navigation.rs). With the defaults
-below (120 training scenes, ~41 min of data collection on 2 busy cores,
-seconds of training) the held-out error falls from 0.157 to 0.081, but each
-refit changes which of the 3 outputs the `tinysam` rule picks for single
-points, and tools/evaluate.py's point mIoU drops on its larger frames (not
-in TRAIN_SIZES): --keep-box-choice 10 --point-weight 16 --logit-scale 2
-keeps box mIoU (0.8756 -> 0.8759, 100 scenes) and reaches recall 0.927 with
-0.38 of dense's prompts, but point 0.8179 -> 0.7837; --keep-order keeps
-every prompted result but calibrates little (0.157 -> 0.151; recall 0.836).
-Next: retune the tracker's floors for sharper logits, and training scenes
-at evaluate.py's frame sizes.
+Applied to the committed fixture (2026-12-02): --epochs 0 --logit-scale 2,
+the exact logit scale alone (docs/tools.md, "Fixture results"): binary masks,
+mask-input refinement and IoU predictions unchanged, and at 0.88 / 0.95
+tests/everything.rs's recall is 0.909 for both strategies with hierarchical
+decoding 0.42 of dense's prompts (0.66 before). The head refits are not
+applied. With the defaults below (120 training scenes, ~41 min of data
+collection on 2 busy cores, seconds of training) the held-out error falls
+from 0.157 to 0.081, but each refit changes which of the 3 outputs the
+`tinysam` rule picks for single points, and tools/evaluate.py's point mIoU
+drops on its larger frames (not in TRAIN_SIZES): --keep-box-choice 10
+--point-weight 16 --logit-scale 2 keeps box mIoU (0.8756 -> 0.8759, 100
+scenes) and reaches recall 0.927 with 0.38 of dense's prompts, but point
+0.8179 -> 0.7837; --keep-order keeps every prompted result but calibrates
+little (0.157 -> 0.151; recall 0.836). Next: training scenes at
+evaluate.py's frame sizes.
 
-  .venv/bin/python tools/calibrate_iou.py --weights tools/fixture/fixture.pth \\
+  .venv/bin/python tools/calibrate_iou.py --weights STAGE3/fixture.pth \\
       --config tools/fixture/config.json --epochs 0 --logit-scale 2 --out /tmp/calibrated
   .venv/bin/python tools/calibrate_iou.py --weights W --config C --report-only
 """

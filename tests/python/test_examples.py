@@ -132,7 +132,7 @@ def test_masks_to_coco_round_trips_the_masks(prompts):
     """The same pipeline in-process: each JSON line's RLEs decode into the
     masks tinysam_meta reads from that very buffer, pixel for pixel."""
     lines, raw = [], []
-    pipeline = masks_to_coco.build_pipeline(prompts=prompts, properties={"pred-iou-thresh": "0.75"})
+    pipeline = masks_to_coco.build_pipeline(prompts=prompts)
     masks_to_coco.run(
         pipeline, lambda record: lines.append(json.dumps(record)), frames=3,
         on_buffer=lambda buffer, record: raw.append(unpacked_objects(buffer)))

@@ -111,7 +111,10 @@ impl Default for LossCriteria {
     fn default() -> Self {
         LossCriteria {
             min_iou: 0.5,
-            relative_iou: 0.6,
+            // A re-prompt that drops a third of its predicted IoU has slid off
+            // its object (0.88 -> 0.59 on a corrected one, tests/navigation.rs),
+            // whatever its stability says: that depends on the logits' scale.
+            relative_iou: 0.7,
             min_stability: 0.5,
             max_area_ratio: 3.0,
             reacquire_area_ratio: 1.5,
@@ -374,7 +377,7 @@ mod tests {
             assess(&object(0, 0, 5, 5, f32::NAN, 0.9), None, &c),
             Err(LossReason::Collapsed)
         );
-        // Relative collapse: 0.52 passes the floor but not 0.6 * 0.9.
+        // Relative collapse: 0.52 passes the floor but not 0.7 * 0.9.
         assert_eq!(
             assess(&object(10, 10, 20, 20, 0.52, 0.9), Some(&good), &c),
             Err(LossReason::Collapsed)

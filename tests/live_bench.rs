@@ -101,7 +101,7 @@ fn everything_grid_every_frame_vs_tracking() {
     println!("CPU: {}", cpu_description());
     println!(
         "everything mode on {frames} frames of videotestsrc pattern=ball 320x240, fixture model, \
-         points-per-side 16, thresholds 0.75 / 0.9:"
+         points-per-side 16, default thresholds (0.88 / 0.95):"
     );
     let mut per_frame = Vec::new();
     for interval in [1, 10] {
@@ -109,7 +109,7 @@ fn everything_grid_every_frame_vs_tracking() {
             "videotestsrc num-buffers={frames} pattern=ball \
              ! video/x-raw,format=RGBA,width=320,height=240,framerate=30/1 \
              ! tinysam model=\"{}\" processing=sync points-per-side=16 \
-               pred-iou-thresh=0.75 stability-score-thresh=0.9 everything-interval={interval} \
+               everything-interval={interval} \
              ! fakesink sync=false",
             model_dir().display()
         );

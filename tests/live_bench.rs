@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-use common::element::{bench_model, cpu_description, init, launch_watching_sink, model_dir};
+use common::element::{
+    bench_model, cpu_description, inference_pts, init, launch_watching_sink, model_dir,
+};
 
 #[derive(Debug, Default)]
 struct Delivered {
@@ -59,9 +61,7 @@ fn live_sync_vs_async() {
         let pipeline = launch_watching_sink(&description, move |buffer| {
             let mut d = theirs.lock().unwrap();
             d.frames += 1;
-            if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta")
-                && let Ok(from) = meta.structure().get::<u64>("inference-pts")
-                && from != u64::MAX
+            if let Some(from) = inference_pts(buffer)
                 && let Some(pts) = buffer.pts()
             {
                 d.ages

@@ -28,7 +28,7 @@ use std::time::Instant;
 use gst::prelude::*;
 use gsttinysam::segment::onnx::sessions::live_sessions;
 
-use common::element::{bench_model, cpu_description, init, launch_watching_sink};
+use common::element::{bench_model, cpu_description, inference_pts, init, launch_watching_sink};
 
 const CHILD_STREAMS: &str = "TINYSAM_BENCH_CHILD_STREAMS";
 const CHILD_SHARE: &str = "TINYSAM_BENCH_CHILD_SHARE";
@@ -60,10 +60,7 @@ fn stream(source: &str, processing: &str, share: bool) -> (gst::Pipeline, Inferr
     let inferred = Inferred::default();
     let theirs = Arc::clone(&inferred);
     let pipeline = launch_watching_sink(&description, move |buffer| {
-        if let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta")
-            && let Ok(from) = meta.structure().get::<u64>("inference-pts")
-            && from != u64::MAX
-        {
+        if let Some(from) = inference_pts(buffer) {
             theirs.lock().unwrap().insert(from);
         }
     });

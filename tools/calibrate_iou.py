@@ -186,26 +186,21 @@ def normalise(rgb: np.ndarray, size: int) -> tuple[torch.Tensor, float, tuple[in
 
 @torch.no_grad()
 def decode_with_token(model: TinySam, emb, coords, labels, mask_input=None):
-    """Like TinySam.decode for B prompts on one embedding (1, C, h, w), also
-    returning the IoU token (the IoU head's input)."""
-    cfg, md, pe = model.cfg, model.mask_decoder, model.prompt_encoder
+    """TinySam.decode for B prompts on one embedding (1, C, h, w), also
+    returning the IoU token: the IoU head's input, caught by a hook."""
     b = coords.shape[0]
-    h, w = emb.shape[-2:]
-    low = 4 * h
+    low = 4 * emb.shape[-2]
     if mask_input is None:
         mask_input, has = torch.zeros(b, 1, low, low), torch.zeros(b)
     else:
         has = torch.ones(b)
-    sparse = pe.embed_points(coords, labels, cfg.image_size)
-    dense = pe.embed_masks(mask_input, has)
-    image_pe = pe.pe_layer.dense(h, w).unsqueeze(0)
-    out_tokens = torch.cat([md.iou_token.weight, md.mask_tokens.weight], dim=0)
-    tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
-    src = (emb.expand(b, -1, -1, -1) + dense).flatten(2).transpose(1, 2)
-    pos = image_pe.flatten(2).transpose(1, 2).expand(b, -1, -1)
-    hs, src = md.transformer(src, pos, tokens)
-    masks, iou = md.predict(hs, src, h, w)
-    return masks, iou, hs[:, 0]
+    caught = []
+    hook = model.mask_decoder.iou_prediction_head.register_forward_pre_hook(lambda _, args: caught.append(args[0]))
+    try:
+        masks, iou = model.decode(emb.expand(b, -1, -1, -1), coords, labels, mask_input, has)
+    finally:
+        hook.remove()
+    return masks, iou, caught[0]
 
 
 def encode_prompts(prompts: list[Prompt], scale: float):
@@ -462,11 +457,12 @@ def fine_tune(head: torch.nn.Module, train: dict, val: dict, epochs: int, lr: fl
             perm = torch.randperm(len(x), generator=g)
             for i in range(0, len(x), batch):
                 b = perm[i:i + batch]
-                loss = (((head(x[b]) - y[b]) ** 2).mean(dim=1) * w[b]).sum() / w[b].sum()
-                kept = b[boxed[b]]
-                if keep_box_choice and len(kept):
-                    multi = head(x[kept])[:, 1:]
-                    chosen = multi.gather(1, choice[kept][:, None])
+                pred = head(x[b])
+                loss = (((pred - y[b]) ** 2).mean(dim=1) * w[b]).sum() / w[b].sum()
+                boxes = boxed[b]
+                if keep_box_choice and boxes.any():
+                    multi = pred[boxes][:, 1:]
+                    chosen = multi.gather(1, choice[b][boxes][:, None])
                     # the chosen output's own term is exactly `margin`
                     hinge = torch.relu(multi - chosen + margin).sum(dim=1) - margin
                     loss = loss + keep_box_choice * hinge.mean()

@@ -324,6 +324,14 @@ pub fn launch_watching_sink(
     pipeline
 }
 
+/// The `inference-pts` of a buffer's `GstTinySamMeta`: the frame its masks
+/// were computed on; `None` without the meta or before any inference.
+pub fn inference_pts(buffer: &gst::BufferRef) -> Option<u64> {
+    let meta = gst::meta::CustomMeta::from_buffer(buffer, "GstTinySamMeta").ok()?;
+    let pts = meta.structure().get::<u64>("inference-pts").ok()?;
+    (pts != u64::MAX).then_some(pts)
+}
+
 /// The benches' model: `TINYSAM_BENCH_MODEL`, else the fixture.
 pub fn bench_model() -> String {
     std::env::var("TINYSAM_BENCH_MODEL").unwrap_or_else(|_| model_dir().display().to_string())

@@ -181,8 +181,9 @@ def test_export_opset18_image_size_and_sam_rule(tmp_path, tiny_config_path):
     for f in ("encoder.onnx", "decoder.onnx", "decoder_image.onnx", "decoder_prompt.onnx"):
         m = onnx.load(os.path.join(out, f))
         assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [18]
-    # --plain-onnx: the encoder keeps the default domain only
-    assert [o.domain for o in onnx.load(os.path.join(out, "encoder.onnx")).opset_import] == [""]
+    # --plain-onnx: every graph keeps the default domain only
+    for f in ("encoder.onnx", "decoder.onnx", "decoder_image.onnx", "decoder_prompt.onnx"):
+        assert [o.domain for o in onnx.load(os.path.join(out, f)).opset_import] == [""], f
 
 
 def test_image_size_must_be_a_multiple_of_16(tmp_path):

@@ -231,7 +231,7 @@ def _torch_export(module, args, opset, dynamic_shapes, input_names, output_names
     return program.model_proto
 
 
-def _save_fused(fused, path: str) -> onnx.ModelProto:
+def _save_fused(fused, path: str) -> None:
     """Write an onnxruntime.transformers OnnxModel back to `path` as this
     exporter's file (the save adds the com.microsoft opset import)."""
     fused.save_model_to_file(path)
@@ -239,10 +239,9 @@ def _save_fused(fused, path: str) -> onnx.ModelProto:
     model.producer_name = "gst-tinysam tools/export.py"
     onnx.checker.check_model(model)
     onnx.save(model, path)
-    return model
 
 
-def fuse_encoder(path: str) -> dict:
+def fuse_encoder(path: str) -> None:
     """Rewrite the encoder at `path` with ONNX Runtime's transformer optimizer
     (its own graph tooling): GELU's Erf/Mul/Add/Div pattern becomes one Gelu
     (or BiasGelu with the preceding bias) node, and ONNX Runtime's fusions
@@ -250,8 +249,7 @@ def fuse_encoder(path: str) -> dict:
     graph already has LayerNormalization nodes, and the fusion rewrites
     LayerNorm2d (which normalises axis 1) as a last-axis RMS norm. The
     result holds com.microsoft ops, so it needs ONNX Runtime (any version
-    with the contrib ops, i.e. every standard build). Returns the fusion
-    counts."""
+    with the contrib ops, i.e. every standard build)."""
     from onnxruntime.transformers import optimizer
     from onnxruntime.transformers.fusion_options import FusionOptions
 
@@ -266,15 +264,14 @@ def fuse_encoder(path: str) -> dict:
     finally:
         quiet.setLevel(level)
     _save_fused(fused, path)
-    return {k: v for k, v in fused.get_fused_operator_statistics().items() if v}
 
 
-def fuse_decoder_gelus(path: str) -> int:
+def fuse_decoder_gelus(path: str) -> None:
     """Fuse the GELUs of the decoder graph at `path` (the mask upscaling's
     and the mask-input downscaling's) into com.microsoft Gelu / BiasGelu
     with ONNX Runtime's transformer tooling. Its whole optimizer cannot run
     here: its topological sort breaks the prompt graph's If branches, so
-    only these two fusions are applied. Returns the number of fused GELUs."""
+    only these two fusions are applied."""
     from onnxruntime.transformers.fusion_biasgelu import FusionBiasGelu
     from onnxruntime.transformers.fusion_gelu import FusionGelu
     from onnxruntime.transformers.onnx_model import OnnxModel
@@ -283,8 +280,7 @@ def fuse_decoder_gelus(path: str) -> int:
     FusionGelu(fused).apply()
     FusionBiasGelu(fused, is_fastgelu=False).apply()
     fused.prune_graph()
-    model = _save_fused(fused, path)
-    return sum(1 for g in _graphs(model.graph) for n in g.node if n.op_type in ("Gelu", "BiasGelu"))
+    _save_fused(fused, path)
 
 
 def export_onnx(model: TinySam, out_dir: str, opset: int = 17, verbose: bool = False,

@@ -192,7 +192,7 @@ class PromptSide(nn.Module):
         iou_predictions of all, mask_rows: the kept prompts' indices)."""
         image = (image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, block_offsets, final_offsets)
         if mask_input is None:
-            queries, keys = self._transform(*image, point_coords, point_labels)
+            queries, keys = self._transform_without_masks(*image, point_coords, point_labels, None, None)
         else:
             # torch.cond exports as an ONNX If: only batches with a mask input pay for it
             queries, keys = torch.cond(has_mask_input.max() > 0, self._transform_with_masks,
@@ -210,8 +210,8 @@ class PromptSide(nn.Module):
 
     def _transform_without_masks(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, block_offsets,
                                  final_offsets, point_coords, point_labels, mask_input, has_mask_input):
-        return self._transform(image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, block_offsets,
-                               final_offsets, point_coords, point_labels)
+        return self._transform(image_tokens, t2i_keys, t2i_values, i2t_queries, block_offsets, final_offsets,
+                               point_coords, point_labels)
 
     def _transform_with_masks(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, block_offsets,
                               final_offsets, point_coords, point_labels, mask_input, has_mask_input):
@@ -227,11 +227,13 @@ class PromptSide(nn.Module):
         tokens = image_tokens + delta
         keyed = tokens + image_pe
         t2i, i2t = first.cross_attn_token_to_image, first.cross_attn_image_to_token
-        return self._transform(tokens, image_pe, t2i.k_proj(keyed), t2i.v_proj(tokens), i2t.q_proj(keyed),
-                               block_offsets, final_offsets, point_coords, point_labels)
+        return self._transform(tokens, t2i.k_proj(keyed), t2i.v_proj(tokens), i2t.q_proj(keyed), block_offsets,
+                               final_offsets, point_coords, point_labels)
 
-    def _transform(self, image_tokens, image_pe, t2i_keys, t2i_values, i2t_queries, block_offsets, final_offsets,
+    def _transform(self, image_tokens, t2i_keys, t2i_values, i2t_queries, block_offsets, final_offsets,
                    point_coords, point_labels):
+        """The two-way transformer; the positional encoding enters only
+        through the image side's precomputed projections and offsets."""
         model = self.model
         dec = model.mask_decoder
         tr = dec.transformer

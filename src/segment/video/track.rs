@@ -111,8 +111,8 @@ impl Default for LossCriteria {
     fn default() -> Self {
         LossCriteria {
             min_iou: 0.5,
-            // A re-prompt that drops a third of its predicted IoU has slid off
-            // its object (0.88 -> 0.59 on a corrected one, tests/navigation.rs),
+            // A re-prompt whose predicted IoU falls by more than 30% has slid
+            // off its object (0.88 -> 0.59 on a corrected one, tests/navigation.rs),
             // whatever its stability says: that depends on the logits' scale.
             relative_iou: 0.7,
             min_stability: 0.5,

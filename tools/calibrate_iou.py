@@ -349,13 +349,17 @@ def collect(model, scenes, rng, grid, object_prompts, log=print) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def synthetic_scenes(rng, n: int, sizes):
+    """`n` tools/tinysam/scenes.py scenes, the frame sizes taking turns."""
+    for i in range(n):
+        w, h = sizes[i % len(sizes)]
+        s = make_scene(rng, w, h)
+        yield s.image, s.masks
+
+
 def training_scenes(seed: int, n_synthetic: int, n_rendered: int):
     def gen():
-        rng = np.random.default_rng([seed, 7])
-        for i in range(n_synthetic):
-            w, h = TRAIN_SIZES[i % len(TRAIN_SIZES)]
-            s = make_scene(rng, w, h)
-            yield s.image, s.masks
+        yield from synthetic_scenes(np.random.default_rng([seed, 7]), n_synthetic, TRAIN_SIZES)
         for i in range(n_rendered):
             w, h = TRAIN_SIZES[i % len(TRAIN_SIZES)]
             yield render(TRAIN_RENDER_SEED + seed * 10_000 + i, w, h, 2 + i % 7)
@@ -363,16 +367,10 @@ def training_scenes(seed: int, n_synthetic: int, n_rendered: int):
 
 
 def large_training_scenes(seed: int, n: int):
-    """tools/tinysam/scenes.py scenes at tools/evaluate.py's frame sizes (up to
-    1920x1080), from a generator of their own: the scenes' textures have
-    fixed pixel scales, so large frames look different at the model's input."""
-    def gen():
-        rng = np.random.default_rng([seed, 11])
-        for i in range(n):
-            w, h = EVALUATION_SIZES[i % len(EVALUATION_SIZES)]
-            s = make_scene(rng, w, h)
-            yield s.image, s.masks
-    return gen
+    """scenes.py scenes at tools/evaluate.py's frame sizes (up to 1920x1080),
+    from a generator of their own: the scenes' textures have fixed pixel
+    scales, so large frames look different at the model's input."""
+    return lambda: synthetic_scenes(np.random.default_rng([seed, 11]), n, EVALUATION_SIZES)
 
 
 def concatenated(a: dict, b: dict) -> dict:

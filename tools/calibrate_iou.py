@@ -374,10 +374,9 @@ def large_training_scenes(seed: int, n: int):
 
 
 def concatenated(a: dict, b: dict) -> dict:
-    """Two training record sets as one, `b`'s scenes numbered after `a`'s,
-    without the stability scores (only the held-out report reads them)."""
+    """Two record sets as one, `b`'s scenes numbered after `a`'s."""
     b = dict(b, scene=b["scene"] + int(a["scene"].max()) + 1)
-    return {k: np.concatenate([a[k], b[k]]) for k in a if k != "stability"}
+    return {k: np.concatenate([a[k], b[k]]) for k in a}
 
 
 def cached(path: str | None, make):

@@ -147,8 +147,7 @@ def test_large_training_scenes_come_at_the_evaluation_sizes_and_join_the_others(
     scenes = list(cal.large_training_scenes(3, 2)())
     assert [rgb.shape[:2] for rgb, _ in scenes] == [(h, w) for w, h in cal.EVALUATION_SIZES[:2]]
     assert all(m.shape[1:] == rgb.shape[:2] and m.any(axis=(1, 2)).all() for rgb, m in scenes)
-    a = {"tokens": np.zeros((3, 2)), "scene": np.array([0, 0, 1]), "stability": np.zeros((3, 4))}
-    b = {"tokens": np.ones((2, 2)), "scene": np.array([0, 1]), "stability": np.zeros((2, 4, 3))}
+    a = {"tokens": np.zeros((3, 2)), "scene": np.array([0, 0, 1])}
+    b = {"tokens": np.ones((2, 2)), "scene": np.array([0, 1])}
     joined = cal.concatenated(a, b)
     assert joined["scene"].tolist() == [0, 0, 1, 2, 3] and joined["tokens"][3:].tolist() == [[1, 1], [1, 1]]
-    assert "stability" not in joined

@@ -15,6 +15,7 @@ tools/fixture/train.sh reproduces the committed fixture exactly.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import math
@@ -69,11 +70,15 @@ def pack(prompts: list[Prompt]):
     return torch.from_numpy(coords), torch.from_numpy(labels)
 
 
-def make_batch(rng, n_images: int, size: int, loss_res: int, background: float = 0.0):
+def make_batch(rng, n_images: int, size: int, loss_res: int, background: float = 0.0, anywhere_points: int = 0):
     """Scenes and prompts for one step. With probability `background` per
     image, the background (what no object covers) is one more object, with
     point prompts: SAM segments such regions too, and everything mode relies
-    on it to mark them as explained."""
+    on it to mark them as explained. `anywhere_points` single points per
+    image fall anywhere, as everything mode's grid does (on an object's edge,
+    on a thin part, on the background), each with the region under it as its
+    object: the IoU head then learns how good the masks of such points are,
+    which `pred-iou-thresh` compares."""
     images, img_idx, prompts, gts, gts_full = [], [], [], [], []
     for b in range(n_images):
         long_side, short_side = size, int(rng.integers(size // 2, size + 1))
@@ -94,6 +99,19 @@ def make_batch(rng, n_images: int, size: int, loss_res: int, background: float =
                 prompts.append(random_prompt(rng, mask, str(kind)))
                 img_idx.append(b)
                 gts.append(soft)
+                gts_full.append(padded)
+        if anywhere_points:
+            where = np.full((h, w), -1)
+            for k, m in enumerate(scene.masks):  # back to front: the visible object wins
+                where[m] = k
+            regions = list(scene.masks) + [where < 0]
+            for _ in range(anywhere_points):
+                x, y = int(rng.integers(w)), int(rng.integers(h))
+                padded = np.zeros((size, size), np.float32)
+                padded[:h, :w] = regions[where[y, x]]  # -1: the background
+                prompts.append(Prompt([(x + 0.5, y + 0.5)], [POSITIVE]))
+                img_idx.append(b)
+                gts.append(padded.reshape(loss_res, size // loss_res, loss_res, size // loss_res).mean(axis=(1, 3)))
                 gts_full.append(padded)
     return (torch.stack(images), torch.tensor(img_idx), prompts,
             torch.from_numpy(np.stack(gts)), np.stack(gts_full) > 0.5)
@@ -131,6 +149,14 @@ def correction_prompts(rng, prompts, chosen_logits, gts_full, size):
     return out
 
 
+def train_mode(model, frozen_encoder: bool):
+    """Training mode, except a frozen encoder, whose BatchNorms must keep
+    their running statistics."""
+    model.train()
+    if frozen_encoder:
+        model.image_encoder.eval()
+
+
 def lr_at(step, total, base, warmup=150):
     if step < warmup:
         return base * (step + 1) / warmup
@@ -166,11 +192,10 @@ def quick_eval(model, cfg, n_scenes=48, seed=12345):
             inter = (up & gt).sum(dim=(1, 2)).float()
             union = (up | gt).sum(dim=(1, 2)).float().clamp(min=1)
             acc.extend((inter / union).tolist())
-    model.train()
     return float(np.mean(res_box)), float(np.mean(res_pt))
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=1500)
@@ -184,11 +209,18 @@ def main():
                     "e.g. to fine-tune at another --image-size")
     ap.add_argument("--background", type=float, default=0.0,
                     help="probability per scene of also prompting its background (default 0)")
+    ap.add_argument("--anywhere-points", type=int, default=0, metavar="K",
+                    help="K single points per image anywhere, as everything mode's grid falls (see make_batch)")
+    ap.add_argument("--keep-masks", type=float, default=0.0, metavar="W",
+                    help="calibrate the IoU predictions only: the encoders, the mask upscaling and the "
+                         "hypernetworks are frozen, the decoder transformer's outputs that the masks read are held "
+                         "to the --init weights' (mean squared difference, weight W) instead of learning from the "
+                         "ground truth, and the IoU predictions learn every output's true IoU")
     ap.add_argument("--image-size", type=int, help="input size S (default: the fixture config's); "
                     "TinyViT's windowed attention makes the weights size-independent")
     ap.add_argument("--stop-at", type=int, help="stop after this step (a checkpoint is written there) "
                     "while keeping the learning-rate schedule of --steps")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -207,6 +239,16 @@ def main():
     start = 0
     if args.init:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+    teacher = None
+    if args.keep_masks:
+        assert args.init, "--keep-masks holds the masks to those of the --init weights"
+        teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        # only the decoder learns (the IoU token, the transformer, the heads);
+        # the optimiser skips parameters that never get a gradient
+        model.image_encoder.requires_grad_(False)
+        model.prompt_encoder.requires_grad_(False)
+        model.mask_decoder.output_upscaling.requires_grad_(False)
+        model.mask_decoder.output_hypernetworks_mlps.requires_grad_(False)
     if args.resume:
         ck = torch.load(args.resume, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
@@ -218,43 +260,69 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     print(f"fixture: {n_params / 1e6:.2f} M parameters, input {size}, embedding {cfg.embedding_size}", flush=True)
 
-    model.train()
+    train_mode(model, teacher is not None)
     t0 = time.time()
     hist = []
     stop_at = min(args.stop_at or args.steps, args.steps)
     for step in range(start, stop_at):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, args.steps, args.lr, warmup=min(150, args.steps // 10))
-        images, img_idx, prompts, gt, gt_full = make_batch(rng, args.images_per_step, size, loss_res, args.background)
-        emb = model.encode(images)
+        images, img_idx, prompts, gt, gt_full = make_batch(rng, args.images_per_step, size, loss_res, args.background,
+                                                           args.anywhere_points)
+        with torch.set_grad_enabled(teacher is None):
+            emb = model.encode(images)
         emb_p = emb[img_idx]
         n = len(prompts)
+
+        def decode_loss(coords, labels, mask_input, has_mask_input):
+            """Logits, per-output mask losses and true IoUs, and the loss."""
+            if teacher is None:
+                logits, iou_pred = model.decode(emb_p, coords, labels, mask_input, has_mask_input)
+                per, iou = mask_losses(logits, gt, loss_res)
+                mask_loss = per[:, 1:].min(dim=1).values.mean() + per[:, 0].mean()
+                iou_loss = F.mse_loss(iou_pred, iou)
+                return logits, per, iou, mask_loss + iou_loss, iou_loss
+            # The masks are the teacher's, and the student's transformer outputs
+            # are held to the teacher's where the masks read them (the mask
+            # tokens and the image tokens; the upscaling and hypernetworks are
+            # frozen), so its masks stay the teacher's while the IoU token
+            # learns the true IoUs.
+            with torch.no_grad():
+                kept_hs, kept_src = teacher.decode_tokens(emb_p, coords, labels, mask_input, has_mask_input)
+                logits = teacher.mask_decoder.predict_masks(kept_hs, kept_src)
+                per, iou = mask_losses(logits, gt, loss_res)
+            hs, src = model.decode_tokens(emb_p, coords, labels, mask_input, has_mask_input)
+            masks_read = slice(1, 1 + model.mask_decoder.num_mask_tokens)
+            drift = F.mse_loss(hs[:, masks_read], kept_hs[:, masks_read]) + F.mse_loss(src, kept_src)
+            iou_loss = F.mse_loss(model.mask_decoder.predict_iou(hs), iou)
+            return logits, per, iou, args.keep_masks * drift + iou_loss, iou_loss
+
         coords, labels = pack(prompts)
-        logits, iou_pred = model.decode(emb_p, coords, labels, torch.zeros(n, 1, low, low), torch.zeros(n))
-        per, iou = mask_losses(logits, gt, loss_res)
+        logits, per, iou, loss, iou_loss = decode_loss(coords, labels, torch.zeros(n, 1, low, low), torch.zeros(n))
         best = per[:, 1:].argmin(dim=1) + 1
-        loss = per[:, 1:].min(dim=1).values.mean() + per[:, 0].mean() + F.mse_loss(iou_pred, iou)
 
         # refinement round: previous best logits as mask input plus a correction point
         chosen = logits[torch.arange(n), best].detach()
         refined = correction_prompts(rng, prompts, chosen, gt_full, size)
         coords2, labels2 = pack(refined)
-        logits2, iou_pred2 = model.decode(emb_p, coords2, labels2, chosen[:, None], torch.ones(n))
-        per2, iou2 = mask_losses(logits2, gt, loss_res)
-        loss = loss + per2[:, 1:].min(dim=1).values.mean() + per2[:, 0].mean() + F.mse_loss(iou_pred2, iou2)
+        _, _, iou2, loss2, iou_loss2 = decode_loss(coords2, labels2, chosen[:, None], torch.ones(n))
+        loss = loss + loss2
 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        hist.append((loss.item(), iou[torch.arange(n), best].mean().item(), iou2[:, 0].mean().item()))
+        hist.append((loss.item(), iou[torch.arange(n), best].mean().item(), iou2[:, 0].mean().item(),
+                     (iou_loss + iou_loss2).item() / 2))
         if (step + 1) % 25 == 0:
             h = np.mean(hist[-25:], axis=0)
             el = time.time() - t0
             print(f"step {step + 1}/{args.steps} loss {h[0]:.3f} train-iou {h[1]:.3f} refined-iou {h[2]:.3f} "
-                  f"prompts {n} {el / (step + 1 - start):.2f}s/step elapsed {el / 60:.1f}min", flush=True)
+                  f"iou-mse {h[3]:.4f} prompts {n} {el / (step + 1 - start):.2f}s/step elapsed {el / 60:.1f}min",
+                  flush=True)
         if (step + 1) % args.eval_every == 0 or step + 1 == stop_at:
             box, pt = quick_eval(model, cfg)
+            train_mode(model, teacher is not None)
             print(f"eval step {step + 1}: box mIoU {box:.3f} point mIoU {pt:.3f}", flush=True)
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "rng": rng,
                         "torch_rng": torch.get_rng_state(), "step": step + 1},
@@ -265,6 +333,10 @@ def main():
                 info["initial_weights"] = args.init
             if args.background:
                 info["background"] = args.background
+            if args.anywhere_points:
+                info["anywhere_points"] = args.anywhere_points
+            if args.keep_masks:
+                info["keep_masks"] = args.keep_masks
             save_weights(model, cfg, args.out, info)
 
 

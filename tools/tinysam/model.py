@@ -95,11 +95,22 @@ class TinySam(nn.Module):
 
         Returns (low_res_masks (B, 4, 4h, 4w), iou_predictions (B, 4)).
         """
+        return self.mask_decoder(embeddings, *self._prompt_inputs(embeddings, point_coords, point_labels,
+                                                                  mask_input, has_mask_input))
+
+    def decode_tokens(self, embeddings, point_coords, point_labels, mask_input, has_mask_input):
+        """decode's transformer outputs (hs, src), before the mask and IoU heads
+        (MaskDecoder.transform)."""
+        return self.mask_decoder.transform(embeddings, *self._prompt_inputs(embeddings, point_coords, point_labels,
+                                                                            mask_input, has_mask_input))
+
+    def _prompt_inputs(self, embeddings, point_coords, point_labels, mask_input, has_mask_input):
+        """(image_pe, sparse, dense) as the mask decoder takes them."""
         h, w = embeddings.shape[-2:]
         sparse = self.prompt_encoder.embed_points(point_coords, point_labels, self.cfg.image_size)
         dense = self.prompt_encoder.embed_masks(mask_input, has_mask_input)
         image_pe = self.prompt_encoder.pe_layer.dense(h, w).unsqueeze(0)
-        return self.mask_decoder(embeddings, image_pe, sparse, dense)
+        return image_pe, sparse, dense
 
 
 def load_checkpoint(path, cfg: TinySamConfig | None = None) -> TinySam:

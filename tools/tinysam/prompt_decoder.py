@@ -204,13 +204,18 @@ class MaskDecoder(nn.Module):
         Returns low-res mask logits (B, 4, 4h, 4w) and IoU predictions (B, 4);
         index 0 is the single-mask output, 1..3 the multimask outputs.
         """
-        b, c, h, w = image_embeddings.shape
+        h, w = image_embeddings.shape[-2:]
+        return self.predict(*self.transform(image_embeddings, image_pe, sparse, dense), h, w)
+
+    def transform(self, image_embeddings, image_pe, sparse, dense):
+        """The two-way transformer's outputs: tokens hs (B, 1 + M + N, C), the
+        IoU token first, then the M mask tokens; image tokens src (B, h*w, C)."""
+        b = image_embeddings.shape[0]
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
         src = (image_embeddings + dense).flatten(2).transpose(1, 2)
         pos = image_pe.flatten(2).transpose(1, 2).expand(b, -1, -1)
-        hs, src = self.transformer(src, pos, tokens)
-        return self.predict(hs, src, h, w)
+        return self.transformer(src, pos, tokens)
 
     def predict(self, hs, src, h, w):
         """Masks and IoU predictions from the transformer's token and image outputs."""

@@ -289,7 +289,7 @@ def main(argv=None):
             # learns the true IoUs.
             with torch.no_grad():
                 kept_hs, kept_src = teacher.decode_tokens(emb_p, coords, labels, mask_input, has_mask_input)
-                logits = teacher.mask_decoder.predict_masks(kept_hs, kept_src)
+                logits = teacher.mask_decoder.predict_masks(kept_hs, kept_src, *emb_p.shape[-2:])
                 per, iou = mask_losses(logits, gt, loss_res)
             hs, src = model.decode_tokens(emb_p, coords, labels, mask_input, has_mask_input)
             masks_read = slice(1, 1 + model.mask_decoder.num_mask_tokens)

@@ -76,7 +76,7 @@ from tinysam.model import TinySam, TinySamConfig  # noqa: E402
 from tinysam.prompts import (  # noqa: E402
     BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NEGATIVE, PADDING, POSITIVE, Prompt, interior_point, jitter_box, mask_box,
     negative_point)
-from tinysam.scenes import make_scene  # noqa: E402
+from tinysam.scenes import make_scene, object_map  # noqa: E402
 from evaluate import FRAME_SIZES as EVALUATION_SIZES  # noqa: E402
 
 HEAD = "mask_decoder.iou_prediction_head."
@@ -242,14 +242,6 @@ def low_res_stability(low: np.ndarray, valid: tuple[int, int], offset: float = 1
 
 def valid_cells(resized_hw, low: int, size: int) -> tuple[int, int]:
     return (min(-(-resized_hw[0] * low // size), low), min(-(-resized_hw[1] * low // size), low))
-
-
-def object_map(masks: np.ndarray) -> np.ndarray:
-    """(H, W) index of the (topmost) object at each pixel, -1 on the background."""
-    out = np.full(masks.shape[1:], -1, np.int64)
-    for k, m in enumerate(masks):
-        out[m] = k
-    return out
 
 
 # ---------------------------------------------------------------------------

@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tinysam.model import PIXEL_MEAN, PIXEL_STD, TinySam, TinySamConfig  # noqa: E402
 from tinysam.prompts import NEGATIVE, PADDING, POSITIVE, Prompt, random_prompt, sample_in  # noqa: E402
-from tinysam.scenes import make_scene  # noqa: E402
+from tinysam.scenes import make_scene, object_map  # noqa: E402
 
 FIXTURE_CONFIG = TinySamConfig(
     image_size=256,
@@ -80,6 +80,16 @@ def make_batch(rng, n_images: int, size: int, loss_res: int, background: float =
     object: the IoU head then learns how good the masks of such points are,
     which `pred-iou-thresh` compares."""
     images, img_idx, prompts, gts, gts_full = [], [], [], [], []
+
+    def add(prompt, b, mask, h, w):
+        """One prompt of image b, its target mask padded to the input square."""
+        padded = np.zeros((size, size), np.float32)
+        padded[:h, :w] = mask
+        prompts.append(prompt)
+        img_idx.append(b)
+        gts.append(padded.reshape(loss_res, size // loss_res, loss_res, size // loss_res).mean(axis=(1, 3)))
+        gts_full.append(padded)
+
     for b in range(n_images):
         long_side, short_side = size, int(rng.integers(size // 2, size + 1))
         w, h = (long_side, short_side) if rng.random() < 0.6 else (short_side, long_side)
@@ -92,27 +102,14 @@ def make_batch(rng, n_images: int, size: int, loss_res: int, background: float =
             if rest.any():
                 targets.append((rest, ["point", "points"], [0.7, 0.3]))
         for mask, kinds, weights in targets:
-            padded = np.zeros((size, size), np.float32)
-            padded[:h, :w] = mask
-            soft = padded.reshape(loss_res, size // loss_res, loss_res, size // loss_res).mean(axis=(1, 3))
             for kind in rng.choice(kinds, size=2, p=weights):
-                prompts.append(random_prompt(rng, mask, str(kind)))
-                img_idx.append(b)
-                gts.append(soft)
-                gts_full.append(padded)
+                add(random_prompt(rng, mask, str(kind)), b, mask, h, w)
         if anywhere_points:
-            where = np.full((h, w), -1)
-            for k, m in enumerate(scene.masks):  # back to front: the visible object wins
-                where[m] = k
+            where = object_map(scene.masks)
             regions = list(scene.masks) + [where < 0]
             for _ in range(anywhere_points):
                 x, y = int(rng.integers(w)), int(rng.integers(h))
-                padded = np.zeros((size, size), np.float32)
-                padded[:h, :w] = regions[where[y, x]]  # -1: the background
-                prompts.append(Prompt([(x + 0.5, y + 0.5)], [POSITIVE]))
-                img_idx.append(b)
-                gts.append(padded.reshape(loss_res, size // loss_res, loss_res, size // loss_res).mean(axis=(1, 3)))
-                gts_full.append(padded)
+                add(Prompt([(x + 0.5, y + 0.5)], [POSITIVE]), b, regions[where[y, x]], h, w)  # -1: the background
     return (torch.stack(images), torch.tensor(img_idx), prompts,
             torch.from_numpy(np.stack(gts)), np.stack(gts_full) > 0.5)
 

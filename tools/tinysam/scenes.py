@@ -36,6 +36,15 @@ class Scene:
         return out
 
 
+def object_map(masks: np.ndarray) -> np.ndarray:
+    """(H, W) index of the (topmost) object at each pixel of masks (K, H, W),
+    -1 on the background."""
+    out = np.full(masks.shape[1:], -1, np.int64)
+    for k, m in enumerate(masks):
+        out[m] = k
+    return out
+
+
 def _colour(rng):
     return rng.integers(0, 256, size=3).astype(np.float32)
 

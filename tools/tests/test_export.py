@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import pytest
 
 import export
@@ -222,6 +223,16 @@ def test_help():
         assert opt in out
 
 
+def _int8_weight_range(model: onnx.ModelProto) -> int:
+    """The largest |value| of the graph's int8 weights. 7-bit ones (at most
+    64) keep every pair of u8 x s8 products inside 16 bits, where CPUs
+    without VNNI saturate."""
+    weights = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and t.dims]
+    assert weights
+    return max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+
+
 def test_int8_dynamic(tmp_path, tiny_config_path, image_dir, capsys):
     out = str(tmp_path / "int8")
     rc = export.main(["--random-init", "--config", tiny_config_path, "--precision", "int8", "--check-int8",
@@ -230,11 +241,13 @@ def test_int8_dynamic(tmp_path, tiny_config_path, image_dir, capsys):
     assert rc == 0, text
     meta = _meta(out)
     assert meta["precision"] == "int8" and meta["verification"]["reference"] == "fp32-onnx"
-    assert meta["quantization"]["encoder"].startswith("dynamic")
+    assert meta["quantization"]["encoder"].startswith("dynamic") and meta["quantization"]["reduce_range"] is True
     assert meta["verification"]["mask_iou_mean"] >= exporting.INT8_TOLERANCE["mask_iou_mean"]
     assert "max abs diff: embeddings" in text and "point_mask_iou_mean" in text
     dec = onnx.load(os.path.join(out, "decoder.onnx"))
     assert any(n.op_type == "MatMulInteger" for n in dec.graph.node)
+    for path in ("encoder.onnx", "decoder.onnx"):
+        assert _int8_weight_range(onnx.load(os.path.join(out, path))) <= 64, path
     # only the opsets it uses: ONNX and, for the fused GELUs, com.microsoft
     assert [o.domain for o in dec.opset_import] == ["", "com.microsoft"]
     assert {n.op_type for n in dec.graph.node if n.domain == "com.microsoft"} <= {"Gelu", "BiasGelu"}
@@ -259,9 +272,10 @@ def test_int8_static(tmp_path, tiny_config_path, image_dir):
                       image_dir, "--name", "tiny-int8s", "--seed", "3", "--out", out])
     assert rc == 0
     meta = _meta(out)
-    assert meta["quantization"]["encoder"].startswith("static")
+    assert meta["quantization"]["encoder"].startswith("static") and meta["quantization"]["reduce_range"] is True
     enc = onnx.load(os.path.join(out, "encoder.onnx"))
     assert sum(n.op_type == "QuantizeLinear" for n in enc.graph.node) > 10
+    assert _int8_weight_range(enc) <= 64
     # ONNX plus the fused GELUs' com.microsoft domain (exporting.fuse_encoder)
     assert sorted(o.domain for o in enc.opset_import) == ["", "com.microsoft"] and enc.ir_version == 8
     # and the element-side reference runs it

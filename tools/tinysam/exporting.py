@@ -596,6 +596,15 @@ class ImageCalibrationReader:
 # stay float for the same reason.
 QUANTIZED_OPS = ["MatMul", "Gemm"]
 
+# Weights are quantised to 7 bits (ONNX Runtime's reduce_range). Without VNNI
+# (AVX2, or AVX-512 before Cascade Lake) ONNX Runtime multiplies uint8
+# activations by int8 weights with an instruction that saturates each pair's
+# sum at 16 bits; with full 8-bit weights the full-size encoder's embeddings
+# then came out with a relative error of 0.70 against FP32 (mask IoU 0.70,
+# failing the verification) on an AVX2 EPYC, where 7-bit weights gave 0.07
+# (0.96). A model directory must be right on every CPU it is copied to.
+REDUCE_RANGE = True
+
 
 def _preprocess_for_quant(src: str, dst: str):
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -621,7 +630,7 @@ def quantize_static_encoder(src: str, dst: str, images: list[str], size: int, wo
     pre = os.path.join(work, "encoder-pre.onnx")
     _preprocess_for_quant(src, pre)
     quantize_static(pre, dst, ImageCalibrationReader(images, size), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=QUANTIZED_OPS, per_channel=True, reduce_range=False,
+                    op_types_to_quantize=QUANTIZED_OPS, per_channel=True, reduce_range=REDUCE_RANGE,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method=CalibrationMethod.MinMax,
                     extra_options={"MatMulConstBOnly": True})
@@ -633,7 +642,7 @@ def quantize_dynamic_graph(src: str, dst: str, work: str, name: str):
 
     pre = os.path.join(work, f"{name}-pre.onnx")
     _preprocess_for_quant(src, pre)
-    quantize_dynamic(pre, dst, op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=False,
+    quantize_dynamic(pre, dst, op_types_to_quantize=["MatMul"], per_channel=True, reduce_range=REDUCE_RANGE,
                      weight_type=QuantType.QInt8)
     _drop_unused_domains(dst)
 
@@ -752,7 +761,8 @@ def export_model_dir(model: TinySam, out_dir: str, *, name: str, source: str, op
         quantize_dynamic_graph(os.path.join(fp32_dir, DECODER_FILE), os.path.join(out_dir, DECODER_FILE),
                                work, "decoder")
         meta = metadata(cfg, name, source, "int8", opset, mask_selection, diffs, {
-            "quantization": {"encoder": enc_mode, "decoder": "dynamic, per-channel int8 MatMul weights"}})
+            "quantization": {"encoder": enc_mode, "decoder": "dynamic, per-channel int8 MatMul weights",
+                             "reduce_range": REDUCE_RANGE}})
         write_metadata(out_dir, meta)
         stats = compare_onnx(fp32_dir, out_dir, seed, threads)
         log("INT8 vs FP32 export, max abs diff: "

@@ -315,9 +315,10 @@ fn a_second_instance_replaces_the_first_ones_metadata() {
     assert!(iou(&objects[0].mask, &exact_mask()) < 0.5);
 }
 
-/// A copy of the fixture whose model.json names another mask threshold.
-fn fixture_with_mask_threshold(threshold: f64) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("tinysam-threshold-{}", std::process::id()));
+/// A copy of the fixture, in a folder named after `what`, whose model.json
+/// `edit` changes.
+fn fixture_with(what: &str, edit: impl FnOnce(&mut serde_json::Value)) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("tinysam-{what}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(model_dir()).unwrap().flatten() {
         std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
@@ -325,14 +326,14 @@ fn fixture_with_mask_threshold(threshold: f64) -> std::path::PathBuf {
     let path = dir.join("model.json");
     let mut meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    meta["mask_threshold"] = threshold.into();
+    edit(&mut meta);
     std::fs::write(&path, meta.to_string()).unwrap();
     dir
 }
 
 #[test]
 fn the_models_mask_threshold_applies_until_the_property_is_set() {
-    let dir = fixture_with_mask_threshold(6.0);
+    let dir = fixture_with("threshold", |meta| meta["mask_threshold"] = 6.0.into());
     let area = |sam: &gst::Element| {
         let mut h = harness(sam, "RGBA");
         let objects = custom_meta_objects(&push(&mut h, &rgba_frame(), 0));
@@ -355,6 +356,75 @@ fn the_models_mask_threshold_applies_until_the_property_is_set() {
     sam.set_property("model", dir.display().to_string());
     assert_eq!(area(&sam).0, plain, "a set property overrides model.json");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether this CPU has VNNI, read from /proc/cpuinfo rather than asked of
+/// the element's own check.
+fn cpu_has_vnni() -> bool {
+    std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|info| {
+        info.lines()
+            .find(|line| line.starts_with("flags"))
+            .is_some_and(|flags| {
+                flags
+                    .split_whitespace()
+                    .any(|f| f == "avx512_vnni" || f == "avx_vnni")
+            })
+    })
+}
+
+/// An INT8 model with full 8-bit weights computes wrong masks where ONNX
+/// Runtime's int8 products saturate (CPUs without VNNI); the element says
+/// so on the bus there, and only there, and still segments.
+#[test]
+fn full_range_int8_weights_are_warned_about_without_vnni() {
+    let full = fixture_with("int8-full-range", |meta| {
+        meta["precision"] = "int8".into();
+        meta["quantization"] = serde_json::json!({"encoder": "dynamic"});
+    });
+    let reduced = fixture_with("int8-reduce-range", |meta| {
+        meta["precision"] = "int8".into();
+        meta["quantization"] = serde_json::json!({"encoder": "dynamic", "reduce_range": true});
+    });
+    let warnings = |dir: &std::path::Path| {
+        let sam = tinysam(&[("prompts", BOX_PROMPT)]);
+        sam.set_property("model", dir.display().to_string());
+        let mut h = harness(&sam, "RGBA");
+        assert_eq!(
+            custom_meta_objects(&push(&mut h, &rgba_frame(), 0)).len(),
+            1
+        );
+        let bus = sam.bus().expect("a bus");
+        std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+            .map(|msg| match msg.view() {
+                gst::MessageView::Warning(w) => {
+                    assert!(w.error().matches(gst::LibraryError::Settings), "{w:?}");
+                    w.error().to_string()
+                }
+                _ => unreachable!(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let vnni = cpu_has_vnni();
+    let full_warnings = warnings(&full);
+    println!("VNNI: {vnni}; warnings for full-range INT8 weights: {full_warnings:?}");
+    if vnni {
+        assert!(full_warnings.is_empty(), "{full_warnings:?}");
+    } else {
+        assert_eq!(full_warnings.len(), 1, "{full_warnings:?}");
+        assert!(
+            full_warnings[0].contains("no VNNI") && full_warnings[0].contains("--precision int8"),
+            "{}",
+            full_warnings[0]
+        );
+    }
+    assert_eq!(
+        warnings(&reduced),
+        Vec::<String>::new(),
+        "7-bit weights are exact everywhere"
+    );
+    for dir in [full, reduced] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 #[test]

@@ -579,6 +579,9 @@ impl BaseTransformImpl for TinySam {
             model_info.decoder_layout,
             used.name()
         );
+        if let Some(text) = &model_info.int8_saturation {
+            gst::element_imp_warning!(self, gst::LibraryError::Settings, ("{text}"));
+        }
         *self
             .model_mask_threshold
             .lock()

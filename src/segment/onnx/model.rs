@@ -20,6 +20,7 @@ use serde::Deserialize;
 use crate::segment::error::{Error, LayoutMismatch};
 use crate::segment::image::preprocess::{SAM_PIXEL_MEAN, SAM_PIXEL_STD};
 use crate::segment::masks::postprocess::MaskSelection;
+use crate::segment::onnx::int8;
 
 /// Largest model input side (and embedding or low-res side) accepted.
 pub const MAX_INPUT_SIZE: u32 = 8192;
@@ -117,6 +118,17 @@ pub struct ModelMetadata {
     /// The decoder split into an image side and a prompt side.
     #[serde(default)]
     pub split_decoder: Option<SplitDecoderMetadata>,
+    /// How an INT8 model was quantised.
+    #[serde(default)]
+    pub quantization: Option<QuantizationMetadata>,
+}
+
+/// `model.json`'s `quantization` (INT8 models): the core reads only whether
+/// the weights were limited to 7 bits ([`crate::segment::onnx::int8`]).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct QuantizationMetadata {
+    #[serde(default)]
+    pub reduce_range: bool,
 }
 
 /// `model.json`'s `split_decoder`: the same decoder as two graphs, one run
@@ -471,6 +483,9 @@ pub struct ModelInfo {
     pub has_metadata: bool,
     /// Whether a split decoder (image side + prompt side) is loaded too.
     pub split_decoder: bool,
+    /// Set when this INT8 model's products saturate on this CPU: what to
+    /// tell the user ([`int8::saturation_warning`]).
+    pub int8_saturation: Option<String>,
 }
 
 const ENCODER_EXPECTED: &[&str] = &[
@@ -682,6 +697,8 @@ pub fn validate(
         precision: meta.and_then(|m| m.precision.clone()),
         has_metadata: meta.is_some(),
         split_decoder: files.split_decoder.is_some(),
+        int8_saturation: meta
+            .and_then(|m| int8::saturation_warning(m, int8::products_exact_on_this_cpu())),
     })
 }
 

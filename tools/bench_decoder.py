@@ -76,7 +76,7 @@ def bench(model_dir: str, threads: int, batches: list[int], reps: int, warmup: i
     with open(os.path.join(model_dir, "model.json")) as f:
         meta = json.load(f)
     if "split_decoder" not in meta:
-        raise SystemExit(f"{model_dir}: model.json has no split_decoder (INT8 or an older export)")
+        raise SystemExit(f"{model_dir}: model.json has no split_decoder (an older export)")
     split = meta["split_decoder"]
     emb_meta = meta["embedding"]
     plain = session(os.path.join(model_dir, meta["decoder"]), threads)

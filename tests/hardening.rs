@@ -393,14 +393,11 @@ fn full_range_int8_weights_are_warned_about_without_vnni() {
             custom_meta_objects(&push(&mut h, &rgba_frame(), 0)).len(),
             1
         );
-        let bus = sam.bus().expect("a bus");
-        std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
-            .map(|msg| match msg.view() {
-                gst::MessageView::Warning(w) => {
-                    assert!(w.error().matches(gst::LibraryError::Settings), "{w:?}");
-                    w.error().to_string()
-                }
-                _ => unreachable!(),
+        bus_warnings(&sam)
+            .into_iter()
+            .map(|error| {
+                assert!(error.matches(gst::LibraryError::Settings), "{error:?}");
+                error.to_string()
             })
             .collect::<Vec<_>>()
     };

@@ -153,13 +153,9 @@ fn assert_consumed(h: &mut Harness, event: gst::Event, what: &str) {
 /// The texts of the warnings on tinysam's bus, each checked to be a stream
 /// error.
 fn warnings(sam: &gst::Element) -> Vec<String> {
-    let bus = sam.bus().expect("a bus");
-    std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
-        .map(|msg| {
-            let gst::MessageView::Warning(w) = msg.view() else {
-                unreachable!()
-            };
-            let error = w.error();
+    bus_warnings(sam)
+        .into_iter()
+        .map(|error| {
             assert!(
                 error.matches(gst::StreamError::Failed),
                 "not GST_STREAM_ERROR_FAILED: {error:?}"

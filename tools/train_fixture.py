@@ -238,7 +238,8 @@ def main(argv=None):
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
     teacher = None
     if args.keep_masks:
-        assert args.init, "--keep-masks holds the masks to those of the --init weights"
+        if not args.init:
+            ap.error("--keep-masks holds the masks to those of the --init weights: give --init")
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
         # only the decoder learns (the IoU token, the transformer, the heads);
         # the optimiser skips parameters that never get a gradient

@@ -251,6 +251,17 @@ pub fn push(h: &mut Harness, frame: &[u8], index: u64) -> gst::Buffer {
         .unwrap_or_else(|_| panic!("no buffer out, {}", posted_error(h)))
 }
 
+/// The errors of every warning waiting on the element's bus, oldest first.
+pub fn bus_warnings(element: &impl IsA<gst::Element>) -> Vec<glib::Error> {
+    let bus = element.bus().expect("a bus");
+    std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+        .map(|msg| match msg.view() {
+            gst::MessageView::Warning(w) => w.error(),
+            _ => unreachable!(),
+        })
+        .collect()
+}
+
 /// The text and debug text of the warning waiting on the element's bus.
 pub fn pop_warning(element: &impl IsA<gst::Element>) -> (String, String) {
     let msg = element

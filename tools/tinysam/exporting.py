@@ -736,9 +736,10 @@ def export_model_dir(model: TinySam, out_dir: str, *, name: str, source: str, op
             f"low_res_masks {split_diffs['low_res_masks']:.3g}, masks of the prompts kept by a mask_iou_floor "
             f"{split_diffs['low_res_masks_kept_rows']:.3g} (tolerance {SPLIT_TOLERANCE:g})")
         failures += check_fp32(split_diffs, SPLIT_TOLERANCE, "split decoder vs plain: ")
+        # INT8 directories carry the same FP32 split decoder, so the same record
+        split_verification = {**split_diffs, "reference": "decoder.onnx", "tolerance": SPLIT_TOLERANCE}
         meta["verification"] = {**diffs, "reference": "pytorch", "tolerance": FP32_TOLERANCE,
-                                "split_decoder": {**split_diffs, "reference": "decoder.onnx",
-                                                  "tolerance": SPLIT_TOLERANCE}}
+                                "split_decoder": split_verification}
         write_metadata(fp32_dir, meta)
         if precision == "fp32":
             return ExportResult(out_dir, meta, diffs, None, failures)
@@ -779,7 +780,6 @@ def export_model_dir(model: TinySam, out_dir: str, *, name: str, source: str, op
                                 "tolerance": INT8_TOLERANCE,
                                 "fp32_vs_pytorch": {k: diffs[k] for k in
                                                     ("embeddings", "iou_predictions", "low_res_masks")},
-                                "split_decoder": {**split_diffs, "reference": "decoder.onnx",
-                                                  "tolerance": SPLIT_TOLERANCE}}
+                                "split_decoder": split_verification}
         write_metadata(out_dir, meta)
         return ExportResult(out_dir, meta, diffs, stats, failures)

@@ -12,7 +12,8 @@
 //! sets ONNX Runtime's threads; the everything bench also reads
 //! `TINYSAM_BENCH_SCENES`, `TINYSAM_BENCH_RUNS` and `TINYSAM_BENCH_FRAME`
 //! (e.g. `1280x720`; default: 12 small scenes, 3 runs each), and
-//! `TINYSAM_BENCH_PRED_IOU` / `TINYSAM_BENCH_STABILITY` for the filters.
+//! `TINYSAM_BENCH_PRED_IOU` / `TINYSAM_BENCH_STABILITY` for the filters,
+//! `TINYSAM_BENCH_BATCH` for the prompts per decoder call.
 
 mod common;
 
@@ -445,8 +446,10 @@ fn everything_dense_vs_hierarchical() {
             .take(count.unwrap_or(usize::MAX))
             .collect(),
     };
+    let batch = env("TINYSAM_BENCH_BATCH").unwrap_or_else(|| "default".into());
     println!(
-        "everything mode on {} rendered scenes, {runs} runs each; medians per frame:",
+        "everything mode on {} rendered scenes, {runs} runs each, prompts per batch {batch}; \
+         medians per frame:",
         scenes.len()
     );
     let mut totals = Vec::new();
@@ -463,6 +466,9 @@ fn everything_dense_vs_hierarchical() {
             points_per_side: env("TINYSAM_BENCH_POINTS")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(defaults.points_per_side),
+            prompts_per_batch: env("TINYSAM_BENCH_BATCH")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(defaults.prompts_per_batch),
             ..defaults
         };
         let rss_before = reset_peak_rss();

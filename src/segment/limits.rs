@@ -15,6 +15,25 @@ pub const MAX_PROMPTS: usize = 1024;
 pub const MAX_COORDINATE: f32 = 1.0e6;
 /// Prompts per decoder call.
 pub const MAX_PROMPTS_PER_BATCH: usize = 256;
+/// Bytes of per-prompt image tokens (one embedding-sized f32 tensor per
+/// prompt) that one decoder call may hold, whatever the batch asked for.
+/// The decoder's transformer keeps several such tensors alive per prompt;
+/// at full size (64x64x256, 4 MiB each) this bound allows 8 prompts a call.
+/// Measured on full-size TinySAM (docs/benchmarks.md): 64 prompts a call
+/// peaked at 4.6 GiB in everything mode against 1.4 GiB for 8, and were no
+/// faster per prompt. Small models keep their whole batch (the fixture's
+/// 24x24x128 embedding allows 113).
+pub const MAX_DECODER_CALL_TOKEN_BYTES: usize = 32 << 20;
+
+/// Prompts per decoder call that [`MAX_DECODER_CALL_TOKEN_BYTES`] allows
+/// for an embedding of `channels x height x width` (at least 1).
+pub fn prompts_per_call_for_embedding(channels: usize, height: usize, width: usize) -> usize {
+    let per_prompt = channels
+        .saturating_mul(height)
+        .saturating_mul(width)
+        .saturating_mul(size_of::<f32>());
+    (MAX_DECODER_CALL_TOKEN_BYTES / per_prompt.max(1)).max(1)
+}
 /// Everything mode: dense grid points per side.
 pub const MAX_POINTS_PER_SIDE: usize = 256;
 /// Everything mode: candidate masks held between filtering and NMS; the best
@@ -38,6 +57,18 @@ pub fn quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoder_calls_are_bounded_by_their_per_prompt_tokens() {
+        // full-size TinySAM, the fixture, a degenerate embedding
+        assert_eq!(prompts_per_call_for_embedding(256, 64, 64), 8);
+        assert_eq!(prompts_per_call_for_embedding(128, 24, 24), 113);
+        assert_eq!(
+            prompts_per_call_for_embedding(0, 0, 0),
+            MAX_DECODER_CALL_TOKEN_BYTES
+        );
+        assert_eq!(prompts_per_call_for_embedding(usize::MAX, 2, 2), 1);
+    }
 
     #[test]
     fn quoting_cuts_long_input() {

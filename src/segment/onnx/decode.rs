@@ -4,13 +4,15 @@
 //! Prompts share a decoder call only when they encode to the same number
 //! of points: padding a prompt with extra padding points would change its
 //! result relative to SAM's one-prompt-at-a-time reference. Within a group,
-//! calls hold at most `max_batch` prompts. The SAM layout takes one prompt
-//! per call. Prompts with and without `mask_input` can share a call
-//! (`has_mask_input` is per prompt).
+//! calls hold at most `max_batch` prompts, and no more than the embedding
+//! size allows (`limits::MAX_DECODER_CALL_TOKEN_BYTES`). The SAM layout
+//! takes one prompt per call. Prompts with and without `mask_input` can
+//! share a call (`has_mask_input` is per prompt).
 
 use ndarray::{Array1, Array2, Array3, Array4};
 
 use crate::segment::error::Error;
+use crate::segment::limits::prompts_per_call_for_embedding;
 use crate::segment::onnx::engine::{DecoderInputs, Engine, ImageEmbedding};
 use crate::segment::prompt::{LABEL_PADDING, Prompt};
 
@@ -72,9 +74,11 @@ pub(crate) fn decode_prompts(
     let info = engine.info();
     let (low_h, low_w) = info.low_res_size;
     let fixed_points = info.fixed_points;
+    let (channels, height, width) = info.embedding;
     let max_batch = info
         .max_batch
         .map_or(max_batch, |m| m.min(max_batch))
+        .min(prompts_per_call_for_embedding(channels, height, width))
         .max(1);
 
     // Point count per prompt as fed to the decoder.

@@ -19,9 +19,9 @@ pub const MAX_PROMPTS_PER_BATCH: usize = 256;
 /// prompt) that one decoder call may hold, whatever the batch asked for.
 /// The decoder's transformer keeps several such tensors alive per prompt;
 /// at full size (64x64x256, 4 MiB each) this bound allows 8 prompts a call.
-/// Measured on full-size TinySAM (docs/benchmarks.md): 64 prompts a call
-/// peaked at 4.6 GiB in everything mode against 1.4 GiB for 8, and were no
-/// faster per prompt. Small models keep their whole batch (the fixture's
+/// Measured on full-size TinySAM (docs/benchmarks.md): in everything mode
+/// 64 prompts a call peaked at 4647 MiB RSS against 1444 MiB for 8, and
+/// were no faster per prompt. Small models keep their whole batch (the fixture's
 /// 24x24x128 embedding allows 113).
 pub const MAX_DECODER_CALL_TOKEN_BYTES: usize = 32 << 20;
 

@@ -21,8 +21,8 @@ pub const MAX_PROMPTS_PER_BATCH: usize = 256;
 /// at full size (64x64x256, 4 MiB each) this bound allows 8 prompts a call.
 /// Measured on full-size TinySAM (docs/benchmarks.md): in everything mode
 /// 64 prompts a call peaked at 4647 MiB RSS against 1444 MiB for 8, and
-/// were no faster per prompt. Small models keep their whole batch (the fixture's
-/// 24x24x128 embedding allows 113).
+/// were no faster per prompt. Small models keep their whole batch (the
+/// fixture's 24x24x128 embedding allows 113).
 pub const MAX_DECODER_CALL_TOKEN_BYTES: usize = 32 << 20;
 
 /// Prompts per decoder call that [`MAX_DECODER_CALL_TOKEN_BYTES`] allows
@@ -34,6 +34,7 @@ pub fn prompts_per_call_for_embedding(channels: usize, height: usize, width: usi
         .saturating_mul(size_of::<f32>());
     (MAX_DECODER_CALL_TOKEN_BYTES / per_prompt.max(1)).max(1)
 }
+
 /// Everything mode: dense grid points per side.
 pub const MAX_POINTS_PER_SIDE: usize = 256;
 /// Everything mode: candidate masks held between filtering and NMS; the best

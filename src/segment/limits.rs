@@ -18,12 +18,13 @@ pub const MAX_PROMPTS_PER_BATCH: usize = 256;
 /// Bytes of per-prompt image tokens (one embedding-sized f32 tensor per
 /// prompt) that one decoder call may hold, whatever the batch asked for.
 /// The decoder's transformer keeps several such tensors alive per prompt;
-/// at full size (64x64x256, 4 MiB each) this bound allows 8 prompts a call.
-/// Measured on full-size TinySAM (docs/benchmarks.md): in everything mode
-/// 64 prompts a call peaked at 4647 MiB RSS against 1444 MiB for 8, and
-/// were no faster per prompt. Small models keep their whole batch (the
-/// fixture's 24x24x128 embedding allows 113).
-pub const MAX_DECODER_CALL_TOKEN_BYTES: usize = 32 << 20;
+/// at full size (64x64x256, 4 MiB each) this bound allows 4 prompts a call.
+/// Measured on full-size TinySAM (docs/benchmarks.md, "Everything mode:
+/// memory"): in everything mode 64 prompts a call peaked at 4647 MiB RSS
+/// against 1232 MiB for 4, and 4 a call were 1.08-1.14x faster per prompt
+/// than 8 or 64, their tensors staying in cache. Small models keep nearly
+/// their whole batch (the fixture's 24x24x128 embedding allows 56).
+pub const MAX_DECODER_CALL_TOKEN_BYTES: usize = 16 << 20;
 
 /// Prompts per decoder call that [`MAX_DECODER_CALL_TOKEN_BYTES`] allows
 /// for an embedding of `channels x height x width` (at least 1).
@@ -62,8 +63,8 @@ mod tests {
     #[test]
     fn decoder_calls_are_bounded_by_their_per_prompt_tokens() {
         // full-size TinySAM, the fixture, a degenerate embedding
-        assert_eq!(prompts_per_call_for_embedding(256, 64, 64), 8);
-        assert_eq!(prompts_per_call_for_embedding(128, 24, 24), 113);
+        assert_eq!(prompts_per_call_for_embedding(256, 64, 64), 4);
+        assert_eq!(prompts_per_call_for_embedding(128, 24, 24), 56);
         assert_eq!(
             prompts_per_call_for_embedding(0, 0, 0),
             MAX_DECODER_CALL_TOKEN_BYTES

@@ -11,7 +11,9 @@ Prints, with the CPU's flags and ONNX Runtime's version:
   3. the encoder, FP32 and INT8 interleaved, against that floor;
   4. the decoder per point prompt at batch B: plain and split (every mask,
      and with every mask skipped by mask_iou_floor, what everything mode
-     pays for a prompt that fails pred-iou-thresh), against its floor;
+     pays for a prompt that fails pred-iou-thresh, and, where the element's
+     core splits B into smaller calls for this embedding size, every mask
+     in calls of that size), against its floor;
   5. a prompted frame (pre-processing, encoder, one box, mask post-processing)
      through ONNX Runtime against the project's PyTorch implementation of
      the same network (tools/tinysam), the "what a user would otherwise run"
@@ -52,6 +54,9 @@ from tinysam.model import TinySam, TinySamConfig  # noqa: E402
 from tinysam.onnx_model import session  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# per-prompt image tokens one decoder call of the element holds at most
+# (src/segment/limits.rs, MAX_DECODER_CALL_TOKEN_BYTES)
+CORE_CALL_TOKEN_BYTES = 16 << 20
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
 
@@ -181,11 +186,18 @@ def main(argv=None) -> int:
     outs = ["iou_predictions", "low_res_masks"]
     runs = {"plain": lambda: plain.run(outs, {"image_embeddings": emb, **feed}),
             "split": lambda: prompt_part.run(outs, {**side, **feed})}
+    every_mask = {}
     if any(i.name == "mask_iou_floor" for i in prompt_part.get_inputs()):
         m = meta["num_mask_tokens"]
-        every, none = np.full(m, -np.inf, np.float32), np.full(m, np.inf, np.float32)
-        runs["split"] = lambda: prompt_part.run(outs, {**side, **feed, "mask_iou_floor": every})
+        every_mask = {"mask_iou_floor": np.full(m, -np.inf, np.float32)}
+        none = np.full(m, np.inf, np.float32)
+        runs["split"] = lambda: prompt_part.run(outs, {**side, **feed, **every_mask})
         runs["split, masks skipped"] = lambda: prompt_part.run(outs, {**side, **feed, "mask_iou_floor": none})
+    # the batch the element's core uses for this embedding, when smaller
+    core = max(1, min(args.batch, CORE_CALL_TOKEN_BYTES // (4 * e["channels"] * e["height"] * e["width"])))
+    if core < args.batch:
+        calls = [{k: v[i:i + core] for k, v in feed.items()} for i in range(0, args.batch, core)]
+        runs[f"split, {core} a call"] = lambda: [prompt_part.run(outs, {**side, **c, **every_mask}) for c in calls]
     t = interleaved(runs, args.reps)
     t_image = interleaved({"image": lambda: image_part.run(None, {"image_embeddings": emb})}, args.reps)["image"]
     per = {k: 1000 * v / args.batch for k, v in t.items()}
@@ -193,6 +205,9 @@ def main(argv=None) -> int:
           + ", ".join(f"{k} {v:.2f} ms ({v / dec_floor:.2f}x the floor)" for k, v in per.items())
           + f"; plain / split {per['plain'] / per['split']:.2f}x; the split decoder's image part "
             f"{1000 * t_image:.1f} ms once per frame")
+    # other work on a shared host changes the machine's speed within minutes
+    print(f"   MatMul ceiling again after sections 3 and 4: {matmul_ceiling(args.threads):.1f} GFLOP/s "
+          f"(the floors above use section 1's; when the two differ, so do the ratios)")
 
     frame = rng.integers(0, 256, (720, 1280, 3), np.uint8)
     box = np.float32([[[400, 200], [900, 600]]]) * sam_io.resized_shape(720, 1280, size)[0] / 720

@@ -24,6 +24,8 @@ pub const MAX_PROMPTS_PER_BATCH: usize = 256;
 /// against 1232 MiB for 4, and 4 a call were 1.08-1.14x faster per prompt
 /// than 8 or 64, their tensors staying in cache. Small models keep nearly
 /// their whole batch (the fixture's 24x24x128 embedding allows 56).
+/// tools/bench.py times the split decoder at the batch this gives, and
+/// keeps a copy of the value.
 pub const MAX_DECODER_CALL_TOKEN_BYTES: usize = 16 << 20;
 
 /// Prompts per decoder call that [`MAX_DECODER_CALL_TOKEN_BYTES`] allows

@@ -446,15 +446,17 @@ fn everything_dense_vs_hierarchical() {
             .take(count.unwrap_or(usize::MAX))
             .collect(),
     };
-    let batch = env("TINYSAM_BENCH_BATCH").unwrap_or_else(|| "default".into());
+    let defaults = EverythingOptions::default();
+    let prompts_per_batch = env("TINYSAM_BENCH_BATCH")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(defaults.prompts_per_batch);
     println!(
-        "everything mode on {} rendered scenes, {runs} runs each, prompts per batch {batch}; \
-         medians per frame:",
+        "everything mode on {} rendered scenes, {runs} runs each, at most {prompts_per_batch} \
+         prompts per batch asked; medians per frame:",
         scenes.len()
     );
     let mut totals = Vec::new();
     for strategy in [EverythingStrategy::Dense, EverythingStrategy::Hierarchical] {
-        let defaults = EverythingOptions::default();
         let options = EverythingOptions {
             strategy,
             pred_iou_thresh: env("TINYSAM_BENCH_PRED_IOU")
@@ -466,9 +468,7 @@ fn everything_dense_vs_hierarchical() {
             points_per_side: env("TINYSAM_BENCH_POINTS")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(defaults.points_per_side),
-            prompts_per_batch: env("TINYSAM_BENCH_BATCH")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(defaults.prompts_per_batch),
+            prompts_per_batch,
             ..defaults
         };
         let rss_before = reset_peak_rss();

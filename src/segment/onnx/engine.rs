@@ -55,9 +55,12 @@ impl ExecutionProviderKind {
     }
 
     /// ONNX Runtime's dispatchers for this choice, most preferred first,
-    /// with their availability in the loaded library.
+    /// with their availability in the loaded library. `n_threads` is the
+    /// sessions' intra-op thread count (0: the provider chooses), for the
+    /// providers that run their own thread pools.
     pub(crate) fn dispatchers(
         self,
+        n_threads: usize,
     ) -> Vec<(
         &'static str,
         Result<bool, String>,
@@ -82,11 +85,21 @@ impl ExecutionProviderKind {
                 ),
                 cuda(),
             ],
-            ExecutionProviderKind::OpenVino => vec![(
-                "OpenVINO",
-                available(ep::OpenVINO::is_available()),
-                ep::OpenVINO::default().build().error_on_failure(),
-            )],
+            ExecutionProviderKind::OpenVino => {
+                // FP32 inference precision, so that OpenVINO does not pick
+                // BF16 on CPUs that have it (the masks would then differ
+                // from SAM's); threads as the CPU sessions get them, since
+                // OpenVINO runs its own pool instead of ONNX Runtime's.
+                let mut openvino = ep::OpenVINO::default().with_precision("FP32");
+                if n_threads > 0 {
+                    openvino = openvino.with_num_threads(n_threads);
+                }
+                vec![(
+                    "OpenVINO",
+                    available(ep::OpenVINO::is_available()),
+                    openvino.build().error_on_failure(),
+                )]
+            }
         }
     }
 }

@@ -176,7 +176,7 @@ pub(crate) fn load(
 fn create(files: &ModelFiles, options: &EngineOptions) -> Result<ModelSessions, Error> {
     let mut warnings = Vec::new();
     let mut provider = options.execution_provider;
-    let eps = usable_providers(provider, &mut warnings);
+    let eps = usable_providers(provider, options.n_threads, &mut warnings);
     if eps.is_empty() {
         provider = ExecutionProviderKind::Cpu;
     }
@@ -239,10 +239,11 @@ fn create(files: &ModelFiles, options: &EngineOptions) -> Result<ModelSessions, 
 /// The providers of `kind` that the loaded library has; warns about the rest.
 fn usable_providers(
     kind: ExecutionProviderKind,
+    n_threads: usize,
     warnings: &mut Vec<String>,
 ) -> Vec<ExecutionProviderDispatch> {
     let mut usable = Vec::new();
-    for (name, available, dispatch) in kind.dispatchers() {
+    for (name, available, dispatch) in kind.dispatchers(n_threads) {
         match available {
             Ok(true) => usable.push(dispatch),
             Ok(false) => warnings.push(format!(

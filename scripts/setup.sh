@@ -7,7 +7,10 @@
 #   2. Rust toolchain check (cargo >= 1.95; cannot be installed from here)
 #   3. Python environment .venv with tools/requirements.txt (incl. onnxruntime,
 #      whose wheel carries libonnxruntime.so); reinstalled when that file changes
-#   4. cargo build --release
+#   4. Python environment .venv-openvino with tools/requirements-openvino.txt
+#      (ONNX Runtime's OpenVINO build, for the OpenVINO execution provider's
+#      tests and benchmark); reinstalled when that file changes
+#   5. cargo build --release
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,7 +24,8 @@ APT_PACKAGES=(
 RUST_MIN=1.95
 VENV=.venv
 REQUIREMENTS=tools/requirements.txt
-REQUIREMENTS_STAMP=$VENV/.requirements.sha256
+OPENVINO_VENV=.venv-openvino
+OPENVINO_REQUIREMENTS=tools/requirements-openvino.txt
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -66,23 +70,37 @@ check_rust() {
     fi
 }
 
+# Installs requirements file $2 into venv $1 unless its stamp says it is there.
+install_requirements() {
+    local venv=$1 requirements=$2 stamp=$1/.requirements.sha256 wanted
+    wanted=$(sha256sum "$requirements" | awk '{print $1}')
+    if [ "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]; then
+        say "installing Python packages from $requirements into $venv"
+        "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$requirements"
+        echo "$wanted" >"$stamp"
+    fi
+}
+
 setup_venv() {
     if [ ! -x "$VENV/bin/python" ] \
         || ! grep -qx 'include-system-site-packages = true' "$VENV/pyvenv.cfg"; then
         say "creating $VENV (with system site packages, for the Debian GStreamer bindings)"
         /usr/bin/python3 -m venv --system-site-packages "$VENV"
     fi
-    local wanted
-    wanted=$(sha256sum "$REQUIREMENTS" | awk '{print $1}')
-    if [ "$(cat "$REQUIREMENTS_STAMP" 2>/dev/null)" != "$wanted" ]; then
-        say "installing Python packages from $REQUIREMENTS"
-        "$VENV/bin/python" -m pip install --disable-pip-version-check -q -r "$REQUIREMENTS"
-        echo "$wanted" >"$REQUIREMENTS_STAMP"
+    install_requirements "$VENV" "$REQUIREMENTS"
+}
+
+setup_openvino_venv() {
+    if [ ! -x "$OPENVINO_VENV/bin/python" ]; then
+        say "creating $OPENVINO_VENV (ONNX Runtime's OpenVINO build)"
+        /usr/bin/python3 -m venv "$OPENVINO_VENV"
     fi
+    install_requirements "$OPENVINO_VENV" "$OPENVINO_REQUIREMENTS"
 }
 
 install_apt_packages
 check_rust
 setup_venv
+setup_openvino_venv
 say "building the plugin (cargo build --release)"
 cargo build --release

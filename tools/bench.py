@@ -8,7 +8,11 @@ Prints, with the CPU's flags and ONNX Runtime's version:
      GFLOP/s;
   2. the FLOPs of the network (counted on the PyTorch model: matrix products
      and convolutions, 2 per multiply-add) and so each part's floor;
-  3. the encoder, FP32 and INT8 interleaved, against that floor;
+  3. the encoder, FP32 and INT8 (dynamic, and static with --int8-static)
+     interleaved, against that floor; 3b. the
+     same encoders on ONNX Runtime's OpenVINO build (.venv-openvino, which
+     make setup installs), OpenVINO at FP32 against that build's CPU
+     provider, interleaved, in a process of their own right after;
   4. the decoder per point prompt at batch B: plain and split (every mask,
      and with every mask skipped by mask_iou_floor, what everything mode
      pays for a prompt that fails pred-iou-thresh, and, where the element's
@@ -27,7 +31,10 @@ machine, with the fixture at the defaults and on --fp32's model.
   .venv/bin/python tools/export.py --random-init --name tinysam-random --out /tmp/full-fp32
   .venv/bin/python tools/export.py --random-init --precision int8 --name tinysam-random-int8 --out /tmp/full-int8
   .venv/bin/python tools/export.py --random-init --plain-onnx --name tinysam-random-plain --out /tmp/full-plain
-  .venv/bin/python tools/bench.py --fp32 /tmp/full-fp32 --int8 /tmp/full-int8 --plain /tmp/full-plain --everything
+  .venv/bin/python tools/export.py --random-init --precision int8 --calibration-images examples/data \
+      --name tinysam-random-int8-static --out /tmp/full-int8-static
+  .venv/bin/python tools/bench.py --fp32 /tmp/full-fp32 --int8 /tmp/full-int8 --int8-static /tmp/full-int8-static \
+      --plain /tmp/full-plain --everything
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -73,17 +81,23 @@ def cpu_description() -> str:
     return f"{model}, {os.cpu_count()} CPUs, flags: {shown}"
 
 
-def matmul_ceiling(threads: int, n: int = 2048, reps: int = 5) -> float:
-    """ONNX Runtime's FP32 MatMul throughput in GFLOP/s, back to back, with
-    the right-hand matrix a constant, as the network's weights are: ONNX
-    Runtime then packs it once, at load, instead of on every run (1.12-1.15x
-    the throughput with both matrices as inputs, on an AMX Xeon)."""
+def matmul_model(n: int = 2048):
+    """An n x n x n MatMul whose right-hand matrix is a constant, as the
+    network's weights are: ONNX Runtime then packs it once, at load, instead
+    of on every run (1.12-1.15x the throughput with both matrices as inputs,
+    on an AMX Xeon). Input `a`, of the random values of `b`."""
     a = np.random.default_rng(0).random((n, n), np.float32)
     graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "matmul",
                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, [n, n])],
                               [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])],
                               initializer=[numpy_helper.from_array(a, "b")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), a
+
+
+def matmul_ceiling(threads: int, n: int = 2048, reps: int = 5) -> float:
+    """ONNX Runtime's FP32 MatMul throughput in GFLOP/s, back to back, on
+    matmul_model(n)."""
+    model, a = matmul_model(n)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
@@ -119,6 +133,36 @@ def interleaved(runs: dict, reps: int, warmup: int = 1) -> dict:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def openvino_section(args, enc_floor: float, fp32_cpu: float) -> None:
+    """Section 3b: the encoders on the OpenVINO execution provider, in a
+    process of their own (tools/bench_openvino.py under --openvino-python),
+    right after section 3."""
+    with tempfile.TemporaryDirectory() as tmp:
+        matmul = os.path.join(tmp, "matmul.onnx")
+        with open(matmul, "wb") as f:
+            f.write(matmul_model()[0].SerializeToString())
+        encoders = [f"FP32={os.path.join(args.fp32, load_meta(args.fp32)['encoder'])}"]
+        for name, d in (("INT8", args.int8), ("INT8 static", args.int8_static)):
+            if d:
+                encoders.append(f"{name}={os.path.join(d, load_meta(d)['encoder'])}")
+        out = subprocess.run([args.openvino_python, os.path.join(REPO, "tools", "bench_openvino.py"),
+                              "--matmul", matmul, "--threads", str(args.threads), "--reps", str(args.reps),
+                              *(a for e in encoders for a in ("--encoder", e))],
+                             check=True, capture_output=True, text=True).stdout
+    r = json.loads(out.strip().splitlines()[-1])
+    t = {k: 1000 * v for k, v in r["seconds"].items()}
+    ov = t["FP32 OpenVINO"]
+    line = ", ".join(f"{k} {v:.1f} ms ({v / enc_floor:.2f}x the floor)" for k, v in t.items())
+    line += (f"; FP32 on OpenVINO / on the CPU provider: {t['FP32 CPU'] / ov:.2f}x in this process, "
+             f"{1000 * fp32_cpu / ov:.2f}x against section 3's ONNX Runtime {ort.__version__}")
+    for k in ("INT8", "INT8 static"):
+        if f"{k} OpenVINO" in t:
+            line += f"; FP32 / {k} on OpenVINO {ov / t[f'{k} OpenVINO']:.2f}x"
+    diffs = ", ".join(f"{k} {v:.1e}" for k, v in r["max_abs_diff"].items())
+    print(f"3b. encoder, onnxruntime-openvino {r['version']} (own process, OpenVINO at FP32; its MatMul "
+          f"{r['ceiling']:.1f} GFLOP/s): {line}; embeddings OpenVINO vs CPU, max abs diff: {diffs}")
+
+
 def load_meta(model_dir: str) -> dict:
     with open(os.path.join(model_dir, "model.json")) as f:
         return json.load(f)
@@ -128,6 +172,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fp32", required=True, metavar="DIR", help="FP32 model directory with a split decoder")
     ap.add_argument("--int8", metavar="DIR", help="INT8 model directory of the same network")
+    ap.add_argument("--int8-static", metavar="DIR",
+                    help="INT8 model directory of the same network, exported with --calibration-images "
+                         "(static, convolutions included: the OpenVINO provider's INT8)")
     ap.add_argument("--plain", metavar="DIR",
                     help="the same network exported with --plain-onnx: its encoder joins the comparison")
     ap.add_argument("--threads", type=int, default=2, help="intra-op threads, ONNX Runtime and PyTorch (default 2)")
@@ -135,6 +182,9 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=64, help="prompts per decoder call (default 64)")
     ap.add_argument("--everything", action="store_true",
                     help="then run the Rust everything-mode bench (fixture at the defaults, then --fp32's model)")
+    ap.add_argument("--openvino-python", default=os.path.join(REPO, ".venv-openvino", "bin", "python"),
+                    help="Python of an environment with onnxruntime-openvino, for section 3b "
+                         "(default: .venv-openvino's)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -168,13 +218,21 @@ def main(argv=None) -> int:
         encoders["FP32 unfused"] = session(os.path.join(args.plain, load_meta(args.plain)["encoder"]), args.threads)
     if args.int8:
         encoders["INT8"] = session(os.path.join(args.int8, load_meta(args.int8)["encoder"]), args.threads)
+    if args.int8_static:
+        encoders["INT8 static"] = session(os.path.join(args.int8_static, load_meta(args.int8_static)["encoder"]),
+                                          args.threads)
     t = interleaved({k: (lambda s=s: s.run(None, {"image": x})) for k, s in encoders.items()}, args.reps)
     line = ", ".join(f"{k} {1000 * v:.1f} ms ({1000 * v / enc_floor:.2f}x the floor)" for k, v in t.items())
     if "FP32 unfused" in t:
         line += f"; unfused / fused {t['FP32 unfused'] / t['FP32']:.2f}x"
-    if "INT8" in t:
-        line += f"; FP32 / INT8 {t['FP32'] / t['INT8']:.2f}x"
+    for k in ("INT8", "INT8 static"):
+        if k in t:
+            line += f"; FP32 / {k} {t['FP32'] / t[k]:.2f}x"
     print(f"3. encoder: {line}")
+    if args.openvino_python and os.path.exists(args.openvino_python):
+        openvino_section(args, enc_floor, t["FP32"])
+    else:
+        print(f"3b. encoder on OpenVINO: skipped, no {args.openvino_python} (make setup installs it)")
 
     split = meta["split_decoder"]
     plain = session(os.path.join(args.fp32, meta["decoder"]), args.threads)

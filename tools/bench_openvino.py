@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""The encoder on ONNX Runtime's OpenVINO execution provider, for
+tools/bench.py's section 3b. Runs under .venv-openvino's Python (the
+onnxruntime-openvino build: one ONNX Runtime per process), with numpy and
+onnxruntime only, and prints one JSON object:
+
+  version   the onnxruntime-openvino version
+  ceiling   OpenVINO's FP32 MatMul throughput on --matmul's model, GFLOP/s
+  seconds   {"<name> <provider>": median seconds} for each encoder on the CPU
+            provider of this same library and on OpenVINO at FP32 (what
+            tinysam execution-provider=openvino asks for), interleaved
+  max_abs_diff  {"<name>": largest |OpenVINO - CPU| over the embeddings}
+
+  .venv-openvino/bin/python tools/bench_openvino.py --matmul /tmp/matmul.onnx \\
+      --encoder FP32=/tmp/full-fp32/encoder.onnx --encoder INT8=/tmp/full-int8/encoder.onnx
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+
+def session(path: str, provider: str, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    if provider == "CPU":
+        return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    openvino = {"device_type": "CPU", "precision": "FP32", "num_of_threads": str(threads)}
+    return ort.InferenceSession(path, options, providers=[("OpenVINOExecutionProvider", openvino),
+                                                          "CPUExecutionProvider"])
+
+
+def seconds(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--matmul", required=True, help="the MatMul ceiling's model (tools/bench.py writes it)")
+    ap.add_argument("--encoder", action="append", required=True, metavar="NAME=PATH")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args(argv)
+    if "OpenVINOExecutionProvider" not in ort.get_available_providers():
+        sys.exit(f"this onnxruntime ({ort.__version__}) has no OpenVINO execution provider")
+
+    a = np.random.default_rng(0).random((2048, 2048), np.float32)
+    matmul = session(args.matmul, "OpenVINO", args.threads)
+    matmul.run(None, {"a": a})
+    ceiling = 2 * 2048**3 / statistics.median(seconds(lambda: matmul.run(None, {"a": a}))
+                                              for _ in range(args.reps)) / 1e9
+    del matmul
+
+    image = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024)).astype(np.float32)
+    runs, diffs = {}, {}
+    for spec in args.encoder:
+        name, path = spec.split("=", 1)
+        cpu, openvino = session(path, "CPU", args.threads), session(path, "OpenVINO", args.threads)
+        a_out, b_out = cpu.run(None, {"image": image})[0], openvino.run(None, {"image": image})[0]
+        diffs[name] = float(np.abs(a_out - b_out).max())
+        runs[f"{name} CPU"] = lambda s=cpu: s.run(None, {"image": image})
+        runs[f"{name} OpenVINO"] = lambda s=openvino: s.run(None, {"image": image})
+    times = {k: [] for k in runs}
+    for _ in range(args.reps):
+        for k, fn in runs.items():
+            times[k].append(seconds(fn))
+    print(json.dumps({"version": ort.__version__, "ceiling": ceiling,
+                      "seconds": {k: statistics.median(v) for k, v in times.items()},
+                      "max_abs_diff": diffs}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

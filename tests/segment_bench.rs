@@ -14,6 +14,9 @@
 //! (e.g. `1280x720`; default: 12 small scenes, 3 runs each), and
 //! `TINYSAM_BENCH_PRED_IOU` / `TINYSAM_BENCH_STABILITY` for the filters,
 //! `TINYSAM_BENCH_BATCH` for the prompts per decoder call.
+//! `TINYSAM_BENCH_PROVIDER` (`cpu`, `openvino`, ...) picks the execution
+//! provider; `openvino` needs `ORT_DYLIB_PATH` set to ONNX Runtime's OpenVINO
+//! build (docs/building.md).
 
 mod common;
 
@@ -25,9 +28,9 @@ use gsttinysam::segment::masks::mask::BitMask;
 use gsttinysam::segment::masks::postprocess::MaskUpscaler;
 use gsttinysam::segment::video::{TrackState, TrackedObject};
 use gsttinysam::segment::{
-    EngineOptions, EverythingOptions, EverythingStrategy, FrameView, FrameViewMut, Geometry,
-    MaskEffect, MaskPainter, ModelSource, OverlayStyle, PixelFormat, Prompt, SegmentOptions,
-    Segmenter, draw_mask, draw_objects,
+    EngineOptions, EverythingOptions, EverythingStrategy, ExecutionProviderKind, FrameView,
+    FrameViewMut, Geometry, MaskEffect, MaskPainter, ModelSource, OverlayStyle, PixelFormat,
+    Prompt, SegmentOptions, Segmenter, draw_mask, draw_objects,
 };
 use gsttinysam::tinysam::meta::{FrameMasks, attach_meta};
 
@@ -305,15 +308,22 @@ fn bench_segmenter() -> Segmenter {
         .ok()
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
+    let provider = std::env::var("TINYSAM_BENCH_PROVIDER")
+        .ok()
+        .map(|p| p.parse::<ExecutionProviderKind>().unwrap())
+        .unwrap_or_default();
     let options = EngineOptions {
         n_threads: threads,
+        execution_provider: provider,
         ..EngineOptions::default()
     };
     let (segmenter, warnings) = Segmenter::load(&ModelSource::directory(&dir), &options).unwrap();
     println!(
-        "model {} ({}), {threads} threads (0 = ORT default), warnings {warnings:?}",
+        "model {} ({}), {threads} threads (0 = ORT default), on {} (asked: {provider}), \
+         warnings {warnings:?}",
         dir.display(),
-        segmenter.info().name
+        segmenter.info().name,
+        segmenter.execution_provider()
     );
     segmenter
 }

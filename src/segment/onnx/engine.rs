@@ -335,6 +335,10 @@ impl Engine {
                 cancel.plain(),
             )
             .map_err(fail)?;
+        // ONNX Runtime stops a cancelled run between nodes; OpenVINO runs the
+        // whole encoder as one node and finishes it. Its result is dropped
+        // all the same.
+        cancel.check()?;
         let value = outputs
             .get(self.info.encoder_output.as_str())
             .ok_or_else(|| Error::Output {

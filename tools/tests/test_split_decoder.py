@@ -3,6 +3,7 @@
 import torch
 
 from tinysam.model import TinySam, TinySamConfig
+from tinysam import split_decoder
 from tinysam.split_decoder import ImageSide, PromptSide
 
 
@@ -43,3 +44,24 @@ def test_split_decoder_with_mask_input():
     assert not torch.allclose(plain_masks, no_mask, atol=1e-3)
     assert torch.allclose(plain_masks, split_masks, atol=1e-4)
     assert torch.allclose(plain_iou, split_iou, atol=1e-5)
+
+
+def test_split_decoder_upscales_in_chunks_of_rows_exactly(monkeypatch):
+    """Uneven chunks (3 rows of the 16, the last of 1) give the plain masks."""
+    torch.manual_seed(2)
+    cfg = TinySamConfig(image_size=256, embed_dims=[16, 32, 48, 64], depths=[1, 1, 1, 1],
+                        num_heads=[1, 2, 3, 4], window_sizes=[8, 8, 16, 8], num_classes=0,
+                        prompt_embed_dim=64, decoder_heads=4, decoder_mlp_dim=128, iou_head_hidden_dim=64)
+    model = TinySam(cfg).eval()
+    emb = torch.randn(1, 64, 16, 16)
+    coords = torch.rand(2, 2, 2) * 256
+    labels = torch.tensor([[1.0, -1.0], [2.0, 3.0]])
+    with torch.no_grad():
+        plain_masks, _ = model.decode(emb.expand(2, -1, -1, -1), coords, labels,
+                                      torch.zeros(2, 1, 64, 64), torch.zeros(2))
+        whole, _ = PromptSide(model)(*ImageSide(model)(emb), coords, labels)
+        monkeypatch.setattr(split_decoder, "UPSCALE_TOKENS_PER_CHUNK", 48)
+        chunked, _ = PromptSide(model)(*ImageSide(model)(emb), coords, labels)
+    assert plain_masks.std() > 0
+    assert torch.allclose(plain_masks, chunked, atol=1e-5)
+    assert torch.allclose(whole, chunked, atol=1e-6)

@@ -35,7 +35,8 @@ it on passes over (B, HW, C) tensors):
   * the masks are upscaled channels-last (`upscale_masks`): a 2x2 stride-2
     transposed convolution is a MatMul per token, LayerNorm2d a last-axis
     LayerNormalization, and the 2x2 blocks are put in place only on the
-    mask logits, which have 4 channels instead of 64 or 32.
+    mask logits, which have 4 channels instead of 64 or 32; a few embedding
+    rows at a time, so that the upscaled features stay in the caches.
 """
 
 from __future__ import annotations
@@ -155,12 +156,22 @@ def _as_matmul(conv: nn.ConvTranspose2d):
     return weight, conv.bias.repeat(4)
 
 
+# The upscaling runs over whole embedding rows of about this many image tokens
+# at a time. Each token becomes 16 pixels of 32 channels for every prompt, and
+# in chunks that work stays in the caches between the products, the LayerNorm
+# and the GELUs instead of going through memory: the full-size prompt part took
+# 1.28-1.30x less time per prompt at batch 64 in chunks of 512 tokens (8 rows)
+# than in one piece, and 1.04-1.17x less in calls of 4 (an AMX Xeon, 2026-12-03).
+UPSCALE_TOKENS_PER_CHUNK = 512
+
+
 def upscale_masks(dec, hs, keys, h, w):
     """Exactly `MaskDecoder.predict_masks(hs, keys, h, w)`, channels-last.
 
     Token (i, j) of keys becomes the 4x4 block of pixels (4i + 2a + c,
     4j + 2b + d) after the two transposed convolutions, with (a, b) the first
-    one's block offset and (c, d) the second's."""
+    one's block offset and (c, d) the second's. Tokens are independent here,
+    so the rows are upscaled in chunks (UPSCALE_TOKENS_PER_CHUNK) and joined."""
     up1, norm, _, up2, _ = dec.output_upscaling
     for conv in (up1, up2):
         if conv.kernel_size != (2, 2) or conv.stride != (2, 2) or conv.padding != (0, 0):
@@ -169,14 +180,21 @@ def upscale_masks(dec, hs, keys, h, w):
     c1, c2 = up1.out_channels, up2.out_channels
     w1, b1 = _as_matmul(up1)
     w2, b2 = _as_matmul(up2)
-    # 2-D products so that the biases fold into them (Gemm, BiasGelu)
-    x = (keys.reshape(b * n, c) @ w1 + b1).reshape(b * n * 4, c1)  # rows (B, i, j, a, b)
-    x = F.gelu(F.layer_norm(x, (c1,), norm.weight, norm.bias, norm.eps))
-    x = F.gelu(x @ w2 + b2).reshape(b, n * 16, c2)  # rows (B, i, j, a, b, c, d)
     mask_out = hs[:, 1 : 1 + dec.num_mask_tokens]
     hyper = torch.stack([mlp(mask_out[:, i]) for i, mlp in enumerate(dec.output_hypernetworks_mlps)], dim=1)
     m = hyper.shape[1]
-    masks = (hyper @ x.transpose(1, 2)).reshape(b * m, h, w, 2, 2, 2, 2)  # (B M, i, j, a, b, c, d)
+    chunks = -(-n // UPSCALE_TOKENS_PER_CHUNK)
+    rows = -(-h // chunks)  # embedding rows a chunk
+    parts = []
+    for i0 in range(0, h, rows):
+        r = min(rows, h - i0)
+        k = keys[:, i0 * w : (i0 + r) * w]
+        # 2-D products so that the biases fold into them (Gemm, BiasGelu)
+        x = (k.reshape(b * r * w, c) @ w1 + b1).reshape(b * r * w * 4, c1)  # rows (B, i, j, a, b)
+        x = F.gelu(F.layer_norm(x, (c1,), norm.weight, norm.bias, norm.eps))
+        x = F.gelu(x @ w2 + b2).reshape(b, r * w * 16, c2)  # rows (B, i, j, a, b, c, d)
+        parts.append((hyper @ x.transpose(1, 2)).reshape(b * m, r, w, 2, 2, 2, 2))  # (B M, i, j, a, b, c, d)
+    masks = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
     return masks.permute(0, 1, 3, 5, 2, 4, 6).reshape(b, m, 4 * h, 4 * w)
 
 

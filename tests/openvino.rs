@@ -2,9 +2,10 @@
 //! The OpenVINO execution provider (issue #13), on ONNX Runtime's OpenVINO
 //! build from PyPI (`onnxruntime-openvino`, which `make setup` installs into
 //! `.venv-openvino`): the encoder runs on OpenVINO at FP32 and gives the CPU
-//! provider's masks; a model part OpenVINO cannot read falls back to the CPU
-//! inside a GStreamer process (whose libunwind must not meet OpenVINO's C++
-//! exceptions) without taking the stream down.
+//! provider's masks; a model part OpenVINO cannot read (OpenVINO 2025.4
+//! fails on the split decoder's image part) falls back to the CPU inside a
+//! GStreamer process, whose libunwind must not meet OpenVINO's C++
+//! exceptions, without taking the stream down.
 //!
 //! One ONNX Runtime per process, chosen before anything loads it: this file
 //! is its own test binary, and its one test sets `ORT_DYLIB_PATH` first.

@@ -160,8 +160,8 @@ def _as_matmul(conv: nn.ConvTranspose2d):
 # at a time. Each token becomes 16 pixels of 32 channels for every prompt, and
 # in chunks that work stays in the caches between the products, the LayerNorm
 # and the GELUs instead of going through memory: the full-size prompt part took
-# 1.28-1.30x less time per prompt at batch 64 in chunks of 512 tokens (8 rows)
-# than in one piece, and 1.04-1.17x less in calls of 4 (an AMX Xeon, 2026-12-03).
+# 1.12-1.30x less time per prompt at batch 64 in chunks of 512 tokens (8 rows)
+# than in one piece, and 1.04-1.11x less in calls of 4 (an AMX Xeon, 2026-12-03).
 UPSCALE_TOKENS_PER_CHUNK = 512
 
 

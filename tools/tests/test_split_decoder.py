@@ -7,12 +7,17 @@ from tinysam import split_decoder
 from tinysam.split_decoder import ImageSide, PromptSide
 
 
-def test_split_decoder_matches_plain_decoder():
-    torch.manual_seed(0)
+def _small_model(seed: int) -> TinySam:
+    """A small random TinySam with a 16x16 embedding, in eval mode."""
+    torch.manual_seed(seed)
     cfg = TinySamConfig(image_size=256, embed_dims=[16, 32, 48, 64], depths=[1, 1, 1, 1],
                         num_heads=[1, 2, 3, 4], window_sizes=[8, 8, 16, 8], num_classes=0,
                         prompt_embed_dim=64, decoder_heads=4, decoder_mlp_dim=128, iou_head_hidden_dim=64)
-    model = TinySam(cfg).eval()
+    return TinySam(cfg).eval()
+
+
+def test_split_decoder_matches_plain_decoder():
+    model = _small_model(seed=0)
     emb = torch.randn(1, 64, 16, 16)
     coords = torch.rand(4, 3, 2) * 256
     labels = torch.tensor([[1.0, 0.0, -1.0], [1.0, 1.0, -1.0], [2.0, 3.0, 1.0], [0.0, 1.0, -1.0]])
@@ -27,11 +32,7 @@ def test_split_decoder_matches_plain_decoder():
 
 def test_split_decoder_with_mask_input():
     """A batch with a mask input takes the per-prompt branch; prompts without one in it stay exact."""
-    torch.manual_seed(1)
-    cfg = TinySamConfig(image_size=256, embed_dims=[16, 32, 48, 64], depths=[1, 1, 1, 1],
-                        num_heads=[1, 2, 3, 4], window_sizes=[8, 8, 16, 8], num_classes=0,
-                        prompt_embed_dim=64, decoder_heads=4, decoder_mlp_dim=128, iou_head_hidden_dim=64)
-    model = TinySam(cfg).eval()
+    model = _small_model(seed=1)
     emb = torch.randn(1, 64, 16, 16)
     coords = torch.rand(3, 2, 2) * 256
     labels = torch.tensor([[1.0, -1.0], [1.0, 0.0], [2.0, 3.0]])
@@ -48,11 +49,7 @@ def test_split_decoder_with_mask_input():
 
 def test_split_decoder_upscales_in_chunks_of_rows_exactly(monkeypatch):
     """Uneven chunks (3 rows of the 16, the last of 1) give the plain masks."""
-    torch.manual_seed(2)
-    cfg = TinySamConfig(image_size=256, embed_dims=[16, 32, 48, 64], depths=[1, 1, 1, 1],
-                        num_heads=[1, 2, 3, 4], window_sizes=[8, 8, 16, 8], num_classes=0,
-                        prompt_embed_dim=64, decoder_heads=4, decoder_mlp_dim=128, iou_head_hidden_dim=64)
-    model = TinySam(cfg).eval()
+    model = _small_model(seed=2)
     emb = torch.randn(1, 64, 16, 16)
     coords = torch.rand(2, 2, 2) * 256
     labels = torch.tensor([[1.0, -1.0], [2.0, 3.0]])

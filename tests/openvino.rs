@@ -15,9 +15,10 @@ mod common;
 use std::path::PathBuf;
 
 use gsttinysam::segment::onnx::runtime;
+use gsttinysam::segment::video::matching::mask_iou;
 use gsttinysam::segment::{
-    BitMask, EngineOptions, ExecutionProviderKind, ModelSource, Prompt, SegmentOptions,
-    SegmentedObject, Segmenter,
+    EngineOptions, ExecutionProviderKind, ModelSource, Prompt, SegmentOptions, SegmentedObject,
+    Segmenter,
 };
 
 use common::element::{
@@ -76,18 +77,6 @@ fn segment(segmenter: &mut Segmenter, scene: &Scene) -> Vec<SegmentedObject> {
         .objects
 }
 
-fn mask_iou(a: &BitMask, b: &BitMask, width: u32, height: u32) -> f64 {
-    let (mut inter, mut union) = (0u64, 0u64);
-    for y in 0..height {
-        for x in 0..width {
-            let (p, q) = (a.contains(x, y), b.contains(x, y));
-            inter += u64::from(p && q);
-            union += u64::from(p || q);
-        }
-    }
-    inter as f64 / union.max(1) as f64
-}
-
 #[test]
 fn openvino_gives_the_cpu_masks_in_the_core_and_in_the_element() {
     let library = openvino_runtime();
@@ -107,7 +96,7 @@ fn openvino_gives_the_cpu_masks_in_the_core_and_in_the_element() {
     );
     assert!(!on_cpu.shares_sessions_with(&on_openvino));
 
-    let (mut objects, mut worst_iou, mut worst_score) = (0, 1.0f64, 0.0f32);
+    let (mut objects, mut worst_iou, mut worst_score) = (0, 1.0f32, 0.0f32);
     for seed in 0..4 {
         let scene = render(1500 + seed, 320, 240, 3 + seed as usize);
         let cpu = segment(&mut on_cpu, &scene);
@@ -118,7 +107,7 @@ fn openvino_gives_the_cpu_masks_in_the_core_and_in_the_element() {
                 (c.prompt_index, c.mask_index),
                 (o.prompt_index, o.mask_index)
             );
-            worst_iou = worst_iou.min(mask_iou(&c.mask, &o.mask, scene.width, scene.height));
+            worst_iou = worst_iou.min(mask_iou(&c.mask, &o.mask));
             worst_score = worst_score.max((c.iou - o.iou).abs());
             objects += 1;
         }

@@ -66,7 +66,7 @@ from tinysam.onnx_model import session  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # per-prompt image tokens one decoder call of the element holds at most
-# (src/segment/limits.rs, MAX_DECODER_CALL_TOKEN_BYTES)
+# (src/segment/limits.rs, MAX_DECODER_CALL_TOKEN_BYTES; tools/tests/test_bench.py checks the copy)
 CORE_CALL_TOKEN_BYTES = 16 << 20
 FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
 
@@ -148,11 +148,13 @@ def openvino_section(args, enc_floor: float, fp32_cpu: float) -> dict:
         for name, d in (("INT8", args.int8), ("INT8 static", args.int8_static)):
             if d:
                 encoders.append(f"{name}={os.path.join(d, load_meta(d)['encoder'])}")
-        out = subprocess.run([args.openvino_python, os.path.join(REPO, "tools", "bench_openvino.py"),
-                              "--matmul", matmul, "--threads", str(args.threads), "--reps", str(args.reps),
-                              *(a for e in encoders for a in ("--encoder", e))],
-                             check=True, capture_output=True, text=True).stdout
-    r = json.loads(out.strip().splitlines()[-1])
+        done = subprocess.run([args.openvino_python, os.path.join(REPO, "tools", "bench_openvino.py"),
+                               "--matmul", matmul, "--threads", str(args.threads), "--reps", str(args.reps),
+                               *(a for e in encoders for a in ("--encoder", e))],
+                              capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"tools/bench_openvino.py failed:\n{done.stderr[-2000:]}")
+    r = json.loads(done.stdout.strip().splitlines()[-1])
     t = {k: 1000 * v for k, v in r["seconds"].items()}
     ov = t["FP32 OpenVINO"]
     line = ", ".join(f"{k} {v:.1f} ms ({v / enc_floor:.2f}x the floor)" for k, v in t.items())
@@ -233,14 +235,12 @@ def main(argv=None) -> int:
         if k in t:
             line += f"; FP32 / {k} {t['FP32'] / t[k]:.2f}x"
     print(f"3. encoder: {line}")
-    # ms of the figures the closing line gives again against the higher ceiling
-    key = {f"encoder {k}": 1000 * v for k, v in t.items()}
-    key_flops = {k: enc_flops for k in key}
+    # (ms, FLOPs) of the figures the closing line gives against the higher ceiling
+    key = {f"encoder {k}": (1000 * v, enc_flops) for k, v in t.items()}
     if args.openvino_python and os.path.exists(args.openvino_python):
         ov = openvino_section(args, enc_floor, t["FP32"])
-        key.update({f"encoder {k} on OpenVINO": ov[f"{k} OpenVINO"] for k in ("FP32", "INT8 static")
+        key.update({f"encoder {k} on OpenVINO": (ov[f"{k} OpenVINO"], enc_flops) for k in ("FP32", "INT8 static")
                     if f"{k} OpenVINO" in ov})
-        key_flops.update({k: enc_flops for k in key if k not in key_flops})
     else:
         print(f"3b. encoder on OpenVINO: skipped, no {args.openvino_python} (make setup installs it)")
 
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
             f"{1000 * t_image:.1f} ms once per frame")
     # other work on a shared host changes the machine's speed within minutes
     for k in [k for k in per if k.startswith("split") and "skipped" not in k]:
-        key[f"decoder {k}"], key_flops[f"decoder {k}"] = per[k], dec_flops
+        key[f"decoder {k}"] = (per[k], dec_flops)
     again = matmul_ceiling(args.threads)
     print(f"   MatMul ceiling again after sections 3 and 4: {again:.1f} GFLOP/s "
           f"(the floors above use section 1's; when the two differ, so do the ratios)")
@@ -283,7 +283,7 @@ def main(argv=None) -> int:
     # better than it is; the higher of the two is the fairer floor.
     best = max(ceiling, again)
     print(f"   against the higher ceiling, {best:.1f} GFLOP/s: "
-          + ", ".join(f"{k} {v / (key_flops[k] / best / 1e6):.2f}x" for k, v in key.items()))
+          + ", ".join(f"{k} {ms / (flops / best / 1e6):.2f}x" for k, (ms, flops) in key.items()))
 
     frame = rng.integers(0, 256, (720, 1280, 3), np.uint8)
     box = np.float32([[[400, 200], [900, 600]]]) * sam_io.resized_shape(720, 1280, size)[0] / 720

@@ -61,15 +61,16 @@ def main(argv=None) -> int:
                                               for _ in range(args.reps)) / 1e9
     del matmul
 
-    image = np.random.default_rng(0).standard_normal((1, 3, 1024, 1024)).astype(np.float32)
+    rng = np.random.default_rng(0)
     runs, diffs = {}, {}
     for spec in args.encoder:
         name, path = spec.split("=", 1)
         cpu, openvino = session(path, "CPU", args.threads), session(path, "OpenVINO", args.threads)
+        image = rng.standard_normal(cpu.get_inputs()[0].shape).astype(np.float32)  # (1, 3, S, S)
         a_out, b_out = cpu.run(None, {"image": image})[0], openvino.run(None, {"image": image})[0]
         diffs[name] = float(np.abs(a_out - b_out).max())
-        runs[f"{name} CPU"] = lambda s=cpu: s.run(None, {"image": image})
-        runs[f"{name} OpenVINO"] = lambda s=openvino: s.run(None, {"image": image})
+        runs[f"{name} CPU"] = lambda s=cpu, x=image: s.run(None, {"image": x})
+        runs[f"{name} OpenVINO"] = lambda s=openvino, x=image: s.run(None, {"image": x})
     times = {k: [] for k in runs}
     for _ in range(args.reps):
         for k, fn in runs.items():

@@ -105,6 +105,16 @@ impl Canceller {
         &self.0.decoder.0
     }
 
+    /// A session run's result: `Cancelled` when the run was cancelled, even
+    /// if it finished. ONNX Runtime checks the flag between nodes, and a
+    /// provider that runs the whole graph as one node (OpenVINO) finishes a
+    /// cancelled run; its outputs are dropped all the same.
+    pub(crate) fn finished<T>(&self, stage: &'static str, run: ort::Result<T>) -> Result<T, Error> {
+        let outputs = run.map_err(|e| self.run_error(stage, e))?;
+        self.check()?;
+        Ok(outputs)
+    }
+
     /// The error for a failed run: `Cancelled` when that is why it failed.
     pub(crate) fn run_error(&self, stage: &'static str, error: ort::Error) -> Error {
         if self.is_cancelled() {
@@ -127,5 +137,19 @@ mod tests {
     #[test]
     fn canceller_can_be_shared_between_threads() {
         assert_send_sync::<Canceller>();
+    }
+
+    #[test]
+    fn a_run_that_finished_after_a_cancel_is_cancelled() {
+        crate::segment::onnx::runtime::ensure_loaded().expect("ONNX Runtime (make setup)");
+        let cancel = Canceller::new(OutputSelector::default()).expect("run options");
+        assert_eq!(cancel.finished("encoder", Ok(7)).ok(), Some(7));
+        cancel.cancel();
+        assert!(matches!(
+            cancel.finished("encoder", Ok(7)),
+            Err(Error::Cancelled)
+        ));
+        cancel.reset();
+        assert_eq!(cancel.finished("encoder", Ok(7)).ok(), Some(7));
     }
 }

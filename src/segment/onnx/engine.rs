@@ -329,16 +329,13 @@ impl Engine {
         let fail = |e: ort::Error| cancel.run_error(stage, e);
         let input = TensorRef::from_array_view(tensor.view()).map_err(fail)?;
         let mut encoder = self.sessions.encoder.take(cancel)?;
-        let outputs = encoder
-            .run_with_options(
+        let outputs = cancel.finished(
+            stage,
+            encoder.run_with_options(
                 ort::inputs![self.info.encoder_input.as_str() => input],
                 cancel.plain(),
-            )
-            .map_err(fail)?;
-        // ONNX Runtime stops a cancelled run between nodes; OpenVINO runs the
-        // whole encoder as one node and finishes it. Its result is dropped
-        // all the same.
-        cancel.check()?;
+            ),
+        )?;
         let value = outputs
             .get(self.info.encoder_output.as_str())
             .ok_or_else(|| Error::Output {
@@ -415,7 +412,8 @@ impl Engine {
                 );
             }
         }
-        let fail = |e: ort::Error| cancel.run_error("mask decoder", e);
+        let stage = "mask decoder";
+        let fail = |e: ort::Error| cancel.run_error(stage, e);
         let g = embedding.geometry();
         let orig_size = Array1::from(vec![g.frame_height as f32, g.frame_width as f32]);
         let mut feed = ort::inputs![
@@ -434,9 +432,7 @@ impl Engine {
             ));
         }
         let mut decoder = self.sessions.decoder.take(cancel)?;
-        let outputs = decoder
-            .run_with_options(feed, cancel.decoder())
-            .map_err(fail)?;
+        let outputs = cancel.finished(stage, decoder.run_with_options(feed, cancel.decoder()))?;
         read(read_decoder_outputs(&outputs, batch, &self.info)?)
     }
 }

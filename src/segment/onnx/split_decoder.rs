@@ -176,9 +176,10 @@ impl SplitDecoder {
         let fail = |e: ort::Error| cancel.run_error(stage, e);
         let input = TensorRef::from_array_view(embedding.view()).map_err(fail)?;
         let mut session = self.image.take(cancel)?;
-        let outputs = session
-            .run_with_options(ort::inputs!["image_embeddings" => input], cancel.plain())
-            .map_err(fail)?;
+        let outputs = cancel.finished(
+            stage,
+            session.run_with_options(ort::inputs!["image_embeddings" => input], cancel.plain()),
+        )?;
         self.image_outputs
             .iter()
             .map(|name| {
@@ -213,7 +214,8 @@ impl SplitDecoder {
         cancel: &Canceller,
         read: impl FnOnce(&ort::session::SessionOutputs<'_>) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let fail = |e: ort::Error| cancel.run_error("split decoder prompt part", e);
+        let stage = "split decoder prompt part";
+        let fail = |e: ort::Error| cancel.run_error(stage, e);
         let floor = match (self.floor_len, mask_iou_floor) {
             (None, _) => None,
             (Some(len), Some(f)) if f.len() == len => Some(ndarray::Array1::from(f.to_vec())),
@@ -251,9 +253,7 @@ impl SplitDecoder {
             ));
         }
         let mut session = self.prompt.take(cancel)?;
-        let outputs = session
-            .run_with_options(feed, cancel.plain())
-            .map_err(fail)?;
+        let outputs = cancel.finished(stage, session.run_with_options(feed, cancel.plain()))?;
         read(&outputs)
     }
 }

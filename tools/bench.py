@@ -9,7 +9,7 @@ Prints, with the CPU's flags and ONNX Runtime's version:
   2. the FLOPs of the network (counted on the PyTorch model: matrix products
      and convolutions, 2 per multiply-add) and so each part's floor;
   3. the encoder, FP32 and INT8 (dynamic, and static with --int8-static)
-     interleaved, against that floor; 3b. the
+     interleaved, against its floor; 3b. the
      same encoders on ONNX Runtime's OpenVINO build (.venv-openvino, which
      make setup installs), OpenVINO at FP32 against that build's CPU
      provider, interleaved, in a process of their own right after;
@@ -22,9 +22,12 @@ Prints, with the CPU's flags and ONNX Runtime's version:
      through ONNX Runtime against the project's PyTorch implementation of
      the same network (tools/tinysam), the "what a user would otherwise run"
      anchor.
-After section 4 the ceiling is measured again, and the encoders' and the
-split decoder's ratios are given once more against the higher of the two
-ceilings, since a ceiling measured while the machine was slow flatters them.
+Sections 3, 3b and 4 take the ceiling's MatMul as one more turn among what
+they time, and give their floors at that ceiling: on a shared host the
+machine's speed moves within minutes, and a ceiling measured at another time
+makes the ratios wrong either way. After section 4 the ceiling is measured
+once more, and the encoders' and the split decoder's ratios are given again
+against the highest of the ceilings measured, the most demanding floor.
 Each comparison is interleaved within each repetition, so that load from
 other work on the machine hits both sides alike; figures are medians.
 Everything mode per frame is the element's core, measured by the Rust bench
@@ -97,17 +100,45 @@ def matmul_model(n: int = 2048):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), a
 
 
-def matmul_ceiling(threads: int, n: int = 2048, reps: int = 5) -> float:
-    """ONNX Runtime's FP32 MatMul throughput in GFLOP/s, back to back, on
-    matmul_model(n)."""
+CEILING_N = 2048
+CEILING = "MatMul ceiling"  # the turn interleaved() times in sections 3 and 4
+
+
+# Before a timed MatMul, the previous session's pool threads must have stopped
+# spinning: right after an encoder run the MatMul measured 1.2x slower (an AVX-512
+# EPYC), 50 ms later as fast as back to back.
+SPIN_SETTLE_S = 0.05
+
+
+def matmul_turn(threads: int, n: int = CEILING_N):
+    """A turn of the ceiling for interleaved(): sections 3, 3b and 4 take it
+    with what they time, so that each floor comes from a ceiling measured in
+    the same minutes (on a shared host the machine's speed moved by 1.5x
+    between minutes). It times itself: the faster of two MatMuls on
+    matmul_model(n), after SPIN_SETTLE_S."""
     model, a = matmul_model(n)
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     s = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     s.run(None, {"a": a})
-    times = [_seconds(lambda: s.run(None, {"a": a})) for _ in range(reps)]
-    return 2 * n**3 / statistics.median(times) / 1e9
+
+    def turn() -> float:
+        time.sleep(SPIN_SETTLE_S)
+        return min(_seconds(lambda: s.run(None, {"a": a})) for _ in range(2))
+
+    return turn
+
+
+def gflops(seconds: float, n: int = CEILING_N) -> float:
+    return 2 * n**3 / seconds / 1e9
+
+
+def matmul_ceiling(threads: int, n: int = CEILING_N, reps: int = 5) -> float:
+    """ONNX Runtime's FP32 MatMul throughput in GFLOP/s on matmul_model(n),
+    the median of `reps` turns."""
+    turn = matmul_turn(threads, n)
+    return gflops(statistics.median(turn() for _ in range(reps)), n)
 
 
 def _seconds(fn) -> float:
@@ -125,21 +156,25 @@ def count_flops(fn) -> float:
 
 
 def interleaved(runs: dict, reps: int, warmup: int = 1) -> dict:
-    """Median seconds of each callable, the callables taking turns."""
+    """Median seconds of each callable, the callables taking turns. A
+    callable that returns a float (matmul_turn's) has timed itself."""
     for _ in range(warmup):
         for fn in runs.values():
             fn()
     times = {k: [] for k in runs}
     for _ in range(reps):
         for k, fn in runs.items():
-            times[k].append(_seconds(fn))
+            t = time.perf_counter()
+            r = fn()
+            times[k].append(r if isinstance(r, float) else time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def openvino_section(args, enc_floor: float, fp32_cpu: float) -> dict:
+def openvino_section(args, enc_flops: float, fp32_cpu: float) -> tuple[dict, float]:
     """Section 3b: the encoders on the OpenVINO execution provider, in a
     process of their own (tools/bench_openvino.py under --openvino-python),
-    right after section 3."""
+    right after section 3. Returns the milliseconds and the ONNX Runtime
+    MatMul ceiling of its turns."""
     with tempfile.TemporaryDirectory() as tmp:
         matmul = os.path.join(tmp, "matmul.onnx")
         with open(matmul, "wb") as f:
@@ -156,6 +191,7 @@ def openvino_section(args, enc_floor: float, fp32_cpu: float) -> dict:
         sys.exit(f"tools/bench_openvino.py failed:\n{done.stderr[-2000:]}")
     r = json.loads(done.stdout.strip().splitlines()[-1])
     t = {k: 1000 * v for k, v in r["seconds"].items()}
+    enc_floor = enc_flops / r["ceiling"] / 1e6
     ov = t["FP32 OpenVINO"]
     line = ", ".join(f"{k} {v:.1f} ms ({v / enc_floor:.2f}x the floor)" for k, v in t.items())
     line += (f"; FP32 on OpenVINO / on the CPU provider: {t['FP32 CPU'] / ov:.2f}x in this process, "
@@ -164,9 +200,10 @@ def openvino_section(args, enc_floor: float, fp32_cpu: float) -> dict:
         if f"{k} OpenVINO" in t:
             line += f"; FP32 / {k} on OpenVINO {ov / t[f'{k} OpenVINO']:.2f}x"
     diffs = ", ".join(f"{k} {v:.1e}" for k, v in r["max_abs_diff"].items())
-    print(f"3b. encoder, onnxruntime-openvino {r['version']} (own process, OpenVINO at FP32; its MatMul "
-          f"{r['ceiling']:.1f} GFLOP/s): {line}; embeddings OpenVINO vs CPU, max abs diff: {diffs}")
-    return t
+    print(f"3b. encoder, onnxruntime-openvino {r['version']} (own process, OpenVINO at FP32; floors at its CPU "
+          f"provider's MatMul ceiling in these turns, {r['ceiling']:.1f} GFLOP/s; OpenVINO's own MatMul "
+          f"{r['openvino_ceiling']:.1f} GFLOP/s): {line}; embeddings OpenVINO vs CPU, max abs diff: {diffs}")
+    return t, r["ceiling"]
 
 
 def load_meta(model_dir: str) -> dict:
@@ -227,18 +264,23 @@ def main(argv=None) -> int:
     if args.int8_static:
         encoders["INT8 static"] = session(os.path.join(args.int8_static, load_meta(args.int8_static)["encoder"]),
                                           args.threads)
-    t = interleaved({k: (lambda s=s: s.run(None, {"image": x})) for k, s in encoders.items()}, args.reps)
+    ceiling_turn = matmul_turn(args.threads)
+    t = interleaved({CEILING: ceiling_turn, **{k: (lambda s=s: s.run(None, {"image": x}))
+                                               for k, s in encoders.items()}}, args.reps)
+    turns = gflops(t.pop(CEILING))
+    ceilings = {"section 1": ceiling, "section 3": turns}
+    enc_floor = enc_flops / turns / 1e6
     line = ", ".join(f"{k} {1000 * v:.1f} ms ({1000 * v / enc_floor:.2f}x the floor)" for k, v in t.items())
     if "FP32 unfused" in t:
         line += f"; unfused / fused {t['FP32 unfused'] / t['FP32']:.2f}x"
     for k in ("INT8", "INT8 static"):
         if k in t:
             line += f"; FP32 / {k} {t['FP32'] / t[k]:.2f}x"
-    print(f"3. encoder: {line}")
-    # (ms, FLOPs) of the figures the closing line gives against the higher ceiling
+    print(f"3. encoder, floors at the MatMul ceiling in these turns, {turns:.1f} GFLOP/s: {line}")
+    # (ms, FLOPs) of the figures the closing line gives against the highest ceiling
     key = {f"encoder {k}": (1000 * v, enc_flops) for k, v in t.items()}
     if args.openvino_python and os.path.exists(args.openvino_python):
-        ov = openvino_section(args, enc_floor, t["FP32"])
+        ov, ceilings["section 3b"] = openvino_section(args, enc_flops, t["FP32"])
         key.update({f"encoder {k} on OpenVINO": (ov[f"{k} OpenVINO"], enc_flops) for k in ("FP32", "INT8 static")
                     if f"{k} OpenVINO" in ov})
     else:
@@ -266,23 +308,25 @@ def main(argv=None) -> int:
     if core < args.batch:
         calls = [{k: v[i:i + core] for k, v in feed.items()} for i in range(0, args.batch, core)]
         runs[f"split, {core} a call"] = lambda: [prompt_part.run(outs, {**side, **c, **every_mask}) for c in calls]
-    t = interleaved(runs, args.reps)
+    t = interleaved({CEILING: ceiling_turn, **runs}, args.reps)
+    turns = ceilings["section 4"] = gflops(t.pop(CEILING))
+    dec_floor = dec_flops / turns / 1e6
     t_image = interleaved({"image": lambda: image_part.run(None, {"image_embeddings": emb})}, args.reps)["image"]
     per = {k: 1000 * v / args.batch for k, v in t.items()}
-    print(f"4. decoder per point prompt at batch {args.batch}: "
+    print(f"4. decoder per point prompt at batch {args.batch}, floors at the MatMul ceiling in these turns, "
+          f"{turns:.1f} GFLOP/s: "
           + ", ".join(f"{k} {v:.2f} ms ({v / dec_floor:.2f}x the floor)" for k, v in per.items())
           + f"; plain / split {per['plain'] / per['split']:.2f}x; the split decoder's image part "
             f"{1000 * t_image:.1f} ms once per frame")
     # other work on a shared host changes the machine's speed within minutes
     for k in [k for k in per if k.startswith("split") and "skipped" not in k]:
         key[f"decoder {k}"] = (per[k], dec_flops)
-    again = matmul_ceiling(args.threads)
-    print(f"   MatMul ceiling again after sections 3 and 4: {again:.1f} GFLOP/s "
-          f"(the floors above use section 1's; when the two differ, so do the ratios)")
+    ceilings["after section 4"] = matmul_ceiling(args.threads)
+    print("   MatMul ceilings measured: " + ", ".join(f"{k} {v:.1f}" for k, v in ceilings.items()) + " GFLOP/s")
     # A ceiling measured while the machine was slow makes every ratio look
-    # better than it is; the higher of the two is the fairer floor.
-    best = max(ceiling, again)
-    print(f"   against the higher ceiling, {best:.1f} GFLOP/s: "
+    # better than it is; the highest is the most demanding floor.
+    best = max(ceilings.values())
+    print(f"   against the highest, {best:.1f} GFLOP/s: "
           + ", ".join(f"{k} {ms / (flops / best / 1e6):.2f}x" for k, (ms, flops) in key.items()))
 
     frame = rng.integers(0, 256, (720, 1280, 3), np.uint8)

@@ -602,7 +602,9 @@ impl BaseTransformImpl for TinySam {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        // PAUSED -> READY cancelled the run in progress: this join is quick.
+        // PAUSED -> READY cancelled the run in progress. A provider that
+        // cannot stop mid-run finishes it on the worker's thread, which this
+        // does not wait for (worker.rs).
         if let Some(state) = self.state().as_mut() {
             state.inference.stop();
         }

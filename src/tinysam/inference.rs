@@ -214,7 +214,7 @@ impl Inference {
         self.shared.reset.store(true, Ordering::SeqCst);
     }
 
-    /// Ends the worker (cancel its run first).
+    /// Ends the worker (cancel its run first) without waiting for its job.
     pub fn stop(&mut self) {
         if let Some(mut worker) = self.worker.take() {
             worker.stop();

@@ -161,7 +161,11 @@ fn a_live_source_never_waits_for_inference() {
     assert_eq!(late, 0, "no frame arrives late");
     assert!(!with_masks.is_empty(), "masks appear");
     assert!(with_masks.iter().all(|a| a.count > 0 && !a.computed));
-    assert_eq!(worker_threads_after_their_runs(), 0, "the worker thread ended");
+    assert_eq!(
+        worker_threads_after_their_runs(),
+        0,
+        "the worker thread ended"
+    );
 }
 
 #[test]

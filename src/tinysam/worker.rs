@@ -309,7 +309,11 @@ mod tests {
         release.send(()).unwrap();
         join_finishing();
         assert!(!finishing_holds(id));
-        assert_eq!(worker.take_result(), None, "a stopped worker's result is never handed out");
+        assert_eq!(
+            worker.take_result(),
+            None,
+            "a stopped worker's result is never handed out"
+        );
     }
 
     #[test]

@@ -63,6 +63,7 @@ import torch  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from bench_decoder import everything_mode_batch as point_batch  # noqa: E402
+from bench_timing import CEILING_N, gflops, settled_best  # noqa: E402
 from tinysam import sam_io  # noqa: E402
 from tinysam.model import TinySam, TinySamConfig  # noqa: E402
 from tinysam.onnx_model import session  # noqa: E402
@@ -87,7 +88,7 @@ def cpu_description() -> str:
     return f"{model}, {os.cpu_count()} CPUs, flags: {shown}"
 
 
-def matmul_model(n: int = 2048):
+def matmul_model(n: int = CEILING_N):
     """An n x n x n MatMul whose right-hand matrix is a constant, as the
     network's weights are: ONNX Runtime then packs it once, at load, instead
     of on every run (1.12-1.15x the throughput with both matrices as inputs,
@@ -100,51 +101,29 @@ def matmul_model(n: int = 2048):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), a
 
 
-CEILING_N = 2048
 CEILING = "MatMul ceiling"  # the turn interleaved() times in sections 3 and 4
 
 
-# Before a timed MatMul, the previous session's pool threads must have stopped
-# spinning: right after an encoder run the MatMul measured 1.2x slower (an AVX-512
-# EPYC), 50 ms later as fast as back to back.
-SPIN_SETTLE_S = 0.05
-
-
-def matmul_turn(threads: int, n: int = CEILING_N):
+def matmul_turn(threads: int):
     """A turn of the ceiling for interleaved(): sections 3, 3b and 4 take it
     with what they time, so that each floor comes from a ceiling measured in
     the same minutes (on a shared host the machine's speed moved by 1.5x
-    between minutes). It times itself: the faster of two MatMuls on
-    matmul_model(n), after SPIN_SETTLE_S."""
-    model, a = matmul_model(n)
+    between minutes). It times itself (bench_timing.settled_best) on
+    matmul_model()."""
+    model, a = matmul_model()
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     s = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     s.run(None, {"a": a})
 
-    def turn() -> float:
-        time.sleep(SPIN_SETTLE_S)
-        return min(_seconds(lambda: s.run(None, {"a": a})) for _ in range(2))
-
-    return turn
+    return lambda: settled_best(lambda: s.run(None, {"a": a}))
 
 
-def gflops(seconds: float, n: int = CEILING_N) -> float:
-    return 2 * n**3 / seconds / 1e9
-
-
-def matmul_ceiling(threads: int, n: int = CEILING_N, reps: int = 5) -> float:
-    """ONNX Runtime's FP32 MatMul throughput in GFLOP/s on matmul_model(n),
-    the median of `reps` turns."""
-    turn = matmul_turn(threads, n)
-    return gflops(statistics.median(turn() for _ in range(reps)), n)
-
-
-def _seconds(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
+def matmul_ceiling(turn, reps: int = 5) -> float:
+    """ONNX Runtime's FP32 MatMul throughput in GFLOP/s: the median of
+    `reps` of matmul_turn's turns."""
+    return gflops(statistics.median(turn() for _ in range(reps)))
 
 
 def count_flops(fn) -> float:
@@ -239,7 +218,8 @@ def main(argv=None) -> int:
     print(f"CPU: {cpu_description()}")
     print(f"ONNX Runtime {ort.__version__}, PyTorch {torch.__version__}, {args.threads} threads, "
           f"medians of {args.reps}")
-    ceiling = matmul_ceiling(args.threads)
+    ceiling_turn = matmul_turn(args.threads)
+    ceiling = matmul_ceiling(ceiling_turn, args.reps)
     print(f"1. MatMul ceiling (FP32, 2048^3, constant right-hand side): {ceiling:.1f} GFLOP/s")
 
     torch.manual_seed(0)
@@ -264,7 +244,6 @@ def main(argv=None) -> int:
     if args.int8_static:
         encoders["INT8 static"] = session(os.path.join(args.int8_static, load_meta(args.int8_static)["encoder"]),
                                           args.threads)
-    ceiling_turn = matmul_turn(args.threads)
     t = interleaved({CEILING: ceiling_turn, **{k: (lambda s=s: s.run(None, {"image": x}))
                                                for k, s in encoders.items()}}, args.reps)
     turns = gflops(t.pop(CEILING))
@@ -321,7 +300,7 @@ def main(argv=None) -> int:
     # other work on a shared host changes the machine's speed within minutes
     for k in [k for k in per if k.startswith("split") and "skipped" not in k]:
         key[f"decoder {k}"] = (per[k], dec_flops)
-    ceilings["after section 4"] = matmul_ceiling(args.threads)
+    ceilings["after section 4"] = matmul_ceiling(ceiling_turn, args.reps)
     print("   MatMul ceilings measured: " + ", ".join(f"{k} {v:.1f}" for k, v in ceilings.items()) + " GFLOP/s")
     # A ceiling measured while the machine was slow makes every ratio look
     # better than it is; the highest is the most demanding floor.

@@ -23,12 +23,11 @@ import argparse
 import json
 import statistics
 import sys
-import time
 
 import numpy as np
 import onnxruntime as ort
 
-SPIN_SETTLE_S = 0.05  # as tools/bench.py's
+from bench_timing import CEILING_N, gflops, seconds, settled_best
 
 
 def session(path: str, provider: str, threads: int) -> ort.InferenceSession:
@@ -42,19 +41,6 @@ def session(path: str, provider: str, threads: int) -> ort.InferenceSession:
                                                           "CPUExecutionProvider"])
 
 
-def seconds(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
-
-
-def settled_best(fn) -> float:
-    """A ceiling turn as tools/bench.py's matmul_turn times it: once the
-    previous session's pool threads have stopped spinning, the faster of two."""
-    time.sleep(SPIN_SETTLE_S)
-    return min(seconds(fn) for _ in range(2))
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--matmul", required=True, help="the MatMul ceiling's model (tools/bench.py writes it)")
@@ -65,7 +51,7 @@ def main(argv=None) -> int:
     if "OpenVINOExecutionProvider" not in ort.get_available_providers():
         sys.exit(f"this onnxruntime ({ort.__version__}) has no OpenVINO execution provider")
 
-    a = np.random.default_rng(0).random((2048, 2048), np.float32)
+    a = np.random.default_rng(0).random((CEILING_N, CEILING_N), np.float32)
     runs, diffs = {}, {}
     for provider in ("CPU", "OpenVINO"):
         matmul = session(args.matmul, provider, args.threads)
@@ -86,8 +72,8 @@ def main(argv=None) -> int:
         for k, fn in runs.items():
             times[k].append(settled_best(fn) if k.startswith("MatMul") else seconds(fn))
     median = {k: statistics.median(v) for k, v in times.items()}
-    gflops = {p: 2 * 2048**3 / median.pop(f"MatMul {p}") / 1e9 for p in ("CPU", "OpenVINO")}
-    print(json.dumps({"version": ort.__version__, "ceiling": gflops["CPU"], "openvino_ceiling": gflops["OpenVINO"],
+    rate = {p: gflops(median.pop(f"MatMul {p}")) for p in ("CPU", "OpenVINO")}
+    print(json.dumps({"version": ort.__version__, "ceiling": rate["CPU"], "openvino_ceiling": rate["OpenVINO"],
                       "seconds": median, "max_abs_diff": diffs}))
     return 0
 

@@ -151,6 +151,11 @@ impl BitWriter {
         self.bits.push(bit);
     }
 
+    /// Appends `bits` (a bit-sliced copy, not bit by bit).
+    pub(crate) fn extend(&mut self, bits: &BitSlice<u8, Msb0>) {
+        self.bits.extend_from_bitslice(bits);
+    }
+
     /// The bytes written, the unused bits of the last one 0.
     pub(crate) fn finish(self) -> Vec<u8> {
         self.into_bit_vec().into_vec()

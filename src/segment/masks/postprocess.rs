@@ -17,6 +17,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use bitvec::prelude::{BitSlice, Msb0};
+
 use crate::segment::image::preprocess::Geometry;
 use crate::segment::masks::mask::{BitMask, BitWriter};
 
@@ -124,6 +126,16 @@ pub struct MaskResult {
     pub stability: f32,
 }
 
+impl MaskResult {
+    fn empty() -> Self {
+        MaskResult {
+            mask: BitMask::default(),
+            area: 0,
+            stability: 0.0,
+        }
+    }
+}
+
 /// Why logits could not be upscaled.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UpscaleError {
@@ -226,46 +238,160 @@ impl AxisTaps {
     }
 }
 
-/// Model-grid rows (at the region's frame columns) computed on demand; a
-/// frame row needs two, and consecutive frame rows mostly share them.
-#[derive(Debug, Default)]
-struct RowCache {
-    keys: [Option<usize>; 2],
-    rows: [Vec<f32>; 2],
+/// Frame columns decided together: 8 bytes of a region row's bits.
+const RUN: usize = 64;
+
+/// Relative slack on the convexity bound when a run is decided from its
+/// cells alone. Each of the four interpolations rounds, and a tap's weights
+/// sum to 1 only to within a float's precision, so a computed value can lie
+/// outside its cells' range by a few ulps of their magnitude.
+const ROUNDING_SLACK: f32 = 1e-5;
+
+/// What the low-res cells under a run of frame pixels decide about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Run {
+    /// Every pixel is at most `threshold - STABILITY_OFFSET`.
+    Below,
+    /// Every pixel is above `threshold + STABILITY_OFFSET`.
+    Above,
+    /// The pixels must be computed.
+    Mixed,
 }
 
-impl RowCache {
-    fn clear(&mut self) {
+impl Run {
+    /// From the lowest and highest cell (NaN when a cell is NaN).
+    fn decide(lowest: f32, highest: f32, floor: f32, high: f32) -> Run {
+        let slack = ROUNDING_SLACK * (1.0 + lowest.abs().max(highest.abs()));
+        // NaN and infinite cells fail both tests and are computed.
+        if highest + slack <= floor {
+            Run::Below
+        } else if lowest - slack > high {
+            Run::Above
+        } else {
+            Run::Mixed
+        }
+    }
+}
+
+/// Writes `values > threshold` MSB-first into `bytes` and counts the values
+/// above `floor` and above `high`: (above `high`, above `floor`).
+fn pack_bits(
+    values: &[f32],
+    bytes: &mut [u8],
+    threshold: f32,
+    (floor, high): (f32, f32),
+) -> (u64, u64) {
+    let (mut above_high, mut above_floor) = (0u32, 0u32);
+    let mut pack = |chunk: &[f32]| {
+        let mut bits = 0u8;
+        for (bit, &v) in chunk.iter().enumerate() {
+            bits |= u8::from(v > threshold) << (7 - bit);
+            above_high += u32::from(v > high);
+            above_floor += u32::from(v > floor);
+        }
+        bits
+    };
+    let whole = values.chunks_exact(8);
+    let rest = whole.remainder();
+    let mut out = bytes.iter_mut();
+    // Whole bytes in fixed-size chunks, which the compiler unrolls.
+    for (chunk, byte) in whole.zip(out.by_ref()) {
+        if let Ok(chunk) = <&[f32; 8]>::try_from(chunk) {
+            *byte = pack(chunk);
+        }
+    }
+    if let (false, Some(byte)) = (rest.is_empty(), out.next()) {
+        *byte = pack(rest);
+    }
+    (u64::from(above_high), u64::from(above_floor))
+}
+
+/// The lowest and highest of the cells in rows `ra..=rb` and columns
+/// `ca..=cb`; both NaN when one is NaN.
+fn cell_extremes(
+    logits: &[f32],
+    width: usize,
+    (ra, rb): (usize, usize),
+    (ca, cb): (usize, usize),
+) -> (f32, f32) {
+    let (mut lowest, mut highest, mut nan) = (f32::INFINITY, f32::NEG_INFINITY, false);
+    for r in ra..=rb {
+        for &v in logits.get(r * width + ca..=r * width + cb).unwrap_or(&[]) {
+            lowest = lowest.min(v);
+            highest = highest.max(v);
+            nan |= v.is_nan();
+        }
+    }
+    if nan {
+        (f32::NAN, f32::NAN)
+    } else {
+        (lowest, highest)
+    }
+}
+
+/// Model-grid rows at the region's frame columns, filled run by run on
+/// demand; a frame row needs two, and consecutive frame rows mostly share
+/// them.
+#[derive(Debug, Default)]
+struct RowPair {
+    keys: [Option<usize>; 2],
+    rows: [Vec<f32>; 2],
+    /// Per slot, which runs of its row hold values.
+    filled: [Vec<bool>; 2],
+}
+
+impl RowPair {
+    /// Forget every row; rows are now `len` values in `runs` runs.
+    fn reset(&mut self, len: usize, runs: usize) {
         self.keys = [None, None];
+        for (row, filled) in self.rows.iter_mut().zip(&mut self.filled) {
+            row.clear();
+            row.resize(len, 0.0);
+            filled.clear();
+            filled.resize(runs, false);
+        }
     }
 
-    /// Slots of model rows `a0` and `a1`, filling missing ones with `fill`.
-    fn slots(
-        &mut self,
-        a0: usize,
-        a1: usize,
-        fill: &mut impl FnMut(usize, &mut Vec<f32>),
-    ) -> (usize, usize) {
-        let slot0 = self.slot(a0, None, fill);
-        let slot1 = self.slot(a1, Some(slot0), fill);
-        (slot0, slot1)
+    /// The slots of model rows `a0` and `a1` (the same slot when equal).
+    fn slots(&mut self, a0: usize, a1: usize) -> (usize, usize) {
+        let slot0 = self.slot(a0, None);
+        (slot0, self.slot(a1, Some(slot0)))
     }
 
-    fn slot(
-        &mut self,
-        a: usize,
-        keep: Option<usize>,
-        fill: &mut impl FnMut(usize, &mut Vec<f32>),
-    ) -> usize {
+    fn slot(&mut self, a: usize, keep: Option<usize>) -> usize {
         if let Some(s) = self.keys.iter().position(|&k| k == Some(a)) {
             return s;
         }
         let s = if keep == Some(0) { 1 } else { 0 };
-        if let (Some(row), Some(key)) = (self.rows.get_mut(s), self.keys.get_mut(s)) {
-            fill(a, row);
+        if let (Some(key), Some(filled)) = (self.keys.get_mut(s), self.filled.get_mut(s)) {
             *key = Some(a);
+            filled.fill(false);
         }
         s
+    }
+
+    /// Run `run` (region columns `cols`) of the row in `slot`, filled by
+    /// `fill` the first time.
+    fn ensure(
+        &mut self,
+        slot: usize,
+        run: usize,
+        cols: std::ops::Range<usize>,
+        fill: impl FnOnce(usize, &mut [f32]),
+    ) {
+        let (Some(key), Some(row), Some(filled)) = (
+            self.keys.get(slot).copied().flatten(),
+            self.rows.get_mut(slot),
+            self.filled.get_mut(slot),
+        ) else {
+            return;
+        };
+        if let (Some(done), Some(out)) = (filled.get_mut(run), row.get_mut(cols)) {
+            if !*done {
+                fill(key, out);
+                *done = true;
+            }
+        }
     }
 
     fn row(&self, slot: usize) -> &[f32] {
@@ -273,15 +399,73 @@ impl RowCache {
     }
 }
 
+/// Low-res rows interpolated to a region's model-grid columns (step 1's
+/// horizontal half), kept in a caller's buffer and filled row by row on
+/// demand.
+struct LowRows<'a> {
+    logits: &'a [f32],
+    width: usize,
+    /// First low-res row of the buffer.
+    first: usize,
+    /// Values per row: the region's model-grid columns.
+    len: usize,
+    /// Their taps into the low-res columns.
+    model_cols: &'a [Tap],
+}
+
+impl LowRows<'_> {
+    fn range(&self, r: usize) -> std::ops::Range<usize> {
+        let i = r.saturating_sub(self.first);
+        i * self.len..(i + 1) * self.len
+    }
+
+    fn fill(&self, r: usize, values: &mut [f32], filled: &mut [bool]) {
+        let (Some(done), Some(out), Some(cells)) = (
+            filled.get_mut(r.saturating_sub(self.first)),
+            values.get_mut(self.range(r)),
+            self.logits.get(r * self.width..(r + 1) * self.width),
+        ) else {
+            return;
+        };
+        if !*done {
+            for (o, tc) in out.iter_mut().zip(self.model_cols) {
+                *o = get(cells, tc.i0) * tc.w0 + get(cells, tc.i1) * tc.w1;
+            }
+            *done = true;
+        }
+    }
+
+    fn row<'v>(&self, r: usize, values: &'v [f32]) -> &'v [f32] {
+        values.get(self.range(r)).unwrap_or(&[])
+    }
+}
+
 /// Upscales low-res logits to frame masks, region by region; keeps its
 /// interpolation tables and buffers across objects and frames.
+///
+/// The region is walked in runs of [`RUN`] frame columns per row. A run
+/// whose low-res cells all lie below `threshold - STABILITY_OFFSET` or all
+/// above `threshold + STABILITY_OFFSET` (by [`ROUNDING_SLACK`]) is decided
+/// without interpolating, since every pixel is a convex combination of its
+/// cells; so only runs along an object's edge cost interpolation. Each value
+/// that is computed is computed in the same float operations as the full
+/// two-step upscaling.
 #[derive(Debug, Default)]
 pub struct MaskUpscaler {
     rows: Option<AxisTaps>,
     cols: Option<AxisTaps>,
-    cache: RowCache,
-    line: Vec<f32>,
+    /// Low-res rows interpolated to the region's model columns, filled row
+    /// by row on demand (`low_filled`).
+    low_rows: Vec<f32>,
+    low_filled: Vec<bool>,
+    model_rows: RowPair,
     model_row: Vec<f32>,
+    line: Vec<f32>,
+    /// Per run: its first and last low-res column.
+    run_cells: Vec<(usize, usize)>,
+    /// Per run: the lowest and highest of its cells under the current frame
+    /// row.
+    run_extremes: Vec<(f32, f32)>,
 }
 
 impl MaskUpscaler {
@@ -323,7 +507,7 @@ impl MaskUpscaler {
             });
         }
         let s = geometry.input_size as usize;
-        let rows = Self::taps(
+        Self::taps(
             &mut self.rows,
             (
                 geometry.frame_height as usize,
@@ -332,7 +516,7 @@ impl MaskUpscaler {
                 height,
             ),
         );
-        let cols = Self::taps(
+        Self::taps(
             &mut self.cols,
             (
                 geometry.frame_width as usize,
@@ -341,19 +525,29 @@ impl MaskUpscaler {
                 width,
             ),
         );
-        let empty = MaskResult {
-            mask: BitMask::default(),
-            area: 0,
-            stability: 0.0,
+        let MaskUpscaler {
+            rows: Some(rows),
+            cols: Some(cols),
+            low_rows,
+            low_filled,
+            model_rows,
+            model_row,
+            line,
+            run_cells,
+            run_extremes,
+        } = self
+        else {
+            return Ok(MaskResult::empty());
         };
 
         // Cells that can lift a frame pixel above the lowest threshold used.
         let floor = threshold - STABILITY_OFFSET;
+        let high = threshold + STABILITY_OFFSET;
         let (Some(last_row), Some(last_col)) = (rows.last_low_res(), cols.last_low_res()) else {
-            return Ok(empty);
+            return Ok(MaskResult::empty());
         };
         let Some((r0, r1, c0, c1)) = cell_box(logits, width, last_row, last_col, floor) else {
-            return Ok(empty);
+            return Ok(MaskResult::empty());
         };
         let (r0, c0) = (
             r0.saturating_sub(REGION_MARGIN),
@@ -365,71 +559,125 @@ impl MaskUpscaler {
         );
         let (Some((y0, y1)), Some((x0, x1))) = (rows.frame_range(r0, r1), cols.frame_range(c0, c1))
         else {
-            return Ok(empty);
+            return Ok(MaskResult::empty());
         };
-
-        // Model-grid columns the region reads.
+        // Low-res rows and model-grid columns the region reads.
+        let (Some((lr0, _)), Some((_, lr1))) = (rows.low_res_span(y0), rows.low_res_span(y1))
+        else {
+            return Ok(MaskResult::empty());
+        };
         let (Some(first), Some(last)) = (cols.frame.get(x0), cols.frame.get(x1)) else {
-            return Ok(empty);
+            return Ok(MaskResult::empty());
         };
         let (m0, m1) = (first.i0, last.i1);
+        let model_w = m1 - m0 + 1;
         let region_w = x1 - x0 + 1;
+        let runs = region_w.div_ceil(RUN);
         let stride = region_w.div_ceil(8);
         let mut region_bits = vec![0u8; stride * (y1 - y0 + 1)];
+
+        low_rows.clear();
+        low_rows.resize((lr1 - lr0 + 1) * model_w, 0.0);
+        low_filled.clear();
+        low_filled.resize(lr1 - lr0 + 1, false);
+        model_rows.reset(region_w, runs);
+        run_cells.clear();
+        run_cells.extend((0..runs).map(|k| {
+            let first = cols.low_res_span(x0 + k * RUN);
+            let last = cols.low_res_span((x0 + (k + 1) * RUN - 1).min(x1));
+            match (first, last) {
+                (Some((a, _)), Some((_, b))) => (a, b),
+                // Not reached (the region's columns all have taps); every
+                // column is the safe answer.
+                _ => (0, width - 1),
+            }
+        }));
+        let model_cols = cols.model.get(m0..=m1).unwrap_or(&[]);
+        let frame_cols = cols.frame.get(x0..=x1).unwrap_or(&[]);
+        let low = LowRows {
+            logits,
+            width,
+            first: lr0,
+            len: model_w,
+            model_cols,
+        };
+
         let (mut above_hi, mut above_lo, mut area) = (0u64, 0u64, 0u64);
         let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0usize, 0usize);
-
-        let frame_cols = cols.frame.get(x0..=x1).unwrap_or(&[]);
-        let MaskUpscaler {
-            cache,
-            line,
-            model_row,
-            ..
-        } = self;
-        // One model-grid row, already interpolated to the region's frame
-        // columns: step 1 over model columns m0..=m1, then step 2's
-        // horizontal half. Frame rows mostly share model rows.
-        let mut fill = |a: usize, out: &mut Vec<f32>| {
-            out.clear();
-            model_row.clear();
-            let Some(tr) = rows.model.get(a) else { return };
-            let (Some(top), Some(bottom)) = (
-                logits.get(tr.i0 * width..(tr.i0 + 1) * width),
-                logits.get(tr.i1 * width..(tr.i1 + 1) * width),
-            ) else {
-                return;
-            };
-            model_row.extend(cols.model.get(m0..=m1).unwrap_or(&[]).iter().map(|tc| {
-                let t = get(top, tc.i0) * tc.w0 + get(top, tc.i1) * tc.w1;
-                let b = get(bottom, tc.i0) * tc.w0 + get(bottom, tc.i1) * tc.w1;
-                t * tr.w0 + b * tr.w1
-            }));
-            let model_row: &[f32] = model_row;
-            out.extend(frame_cols.iter().map(|tx| {
-                let (i0, i1) = (tx.i0.saturating_sub(m0), tx.i1.saturating_sub(m0));
-                get(model_row, i0) * tx.w0 + get(model_row, i1) * tx.w1
-            }));
-        };
-        cache.clear();
-        let high = threshold + STABILITY_OFFSET;
+        let mut span = None;
         for (y, bits_row) in (y0..=y1).zip(region_bits.chunks_exact_mut(stride)) {
-            let Some(ty) = rows.frame.get(y) else { break };
-            let (s0, s1) = cache.slots(ty.i0, ty.i1, &mut fill);
-            let (top, bottom) = (cache.row(s0), cache.row(s1));
-            line.clear();
-            line.extend(top.iter().zip(bottom).map(|(t, b)| t * ty.w0 + b * ty.w1));
-            let (mut row_hi, mut row_lo) = (0u32, 0u32);
-            for (chunk, byte) in line.chunks(8).zip(bits_row.iter_mut()) {
-                let mut bits = 0u8;
-                for (k, &v) in chunk.iter().enumerate() {
-                    bits |= u8::from(v > threshold) << (7 - k);
-                    row_hi += u32::from(v > high);
-                    row_lo += u32::from(v > floor);
-                }
-                *byte = bits;
+            let (Some(ty), Some((ra, rb))) = (rows.frame.get(y), rows.low_res_span(y)) else {
+                break;
+            };
+            if span != Some((ra, rb)) {
+                span = Some((ra, rb));
+                run_extremes.clear();
+                run_extremes.extend(
+                    run_cells
+                        .iter()
+                        .map(|&(ca, cb)| cell_extremes(logits, width, (ra, rb), (ca, cb))),
+                );
             }
-            above_hi += u64::from(row_hi);
-            above_lo += u64::from(row_lo);
+            let (s0, s1) = model_rows.slots(ty.i0, ty.i1);
+            let (mut row_hi, mut row_lo) = (0u64, 0u64);
+            for k in 0..run_cells.len() {
+                let cols_k = k * RUN..((k + 1) * RUN).min(region_w);
+                let n = cols_k.len();
+                let (lowest, highest) =
+                    run_extremes.get(k).copied().unwrap_or((f32::NAN, f32::NAN));
+                let bytes = bits_row
+                    .get_mut(k * RUN / 8..cols_k.end.div_ceil(8))
+                    .unwrap_or(&mut []);
+                match Run::decide(lowest, highest, floor, high) {
+                    Run::Below => {}
+                    Run::Above => {
+                        bytes.fill(0xff);
+                        if let Some(last) = bytes.last_mut() {
+                            // Bits past the region's last column stay 0.
+                            *last &= 0xffu8 << ((8 - n % 8) % 8);
+                        }
+                        row_hi += n as u64;
+                        row_lo += n as u64;
+                    }
+                    Run::Mixed => {
+                        // Model rows at this run's frame columns: step 1's
+                        // vertical half over the run's model columns, then
+                        // step 2's horizontal half.
+                        let taps = frame_cols.get(cols_k.clone()).unwrap_or(&[]);
+                        let (Some(ta), Some(tb)) = (taps.first(), taps.last()) else {
+                            continue;
+                        };
+                        let (ma, mb) = (ta.i0, tb.i1);
+                        for slot in [s0, s1] {
+                            model_rows.ensure(slot, k, cols_k.clone(), |a, out| {
+                                let Some(tr) = rows.model.get(a) else { return };
+                                low.fill(tr.i0, low_rows, low_filled);
+                                low.fill(tr.i1, low_rows, low_filled);
+                                let part = ma.saturating_sub(m0)..=mb.saturating_sub(m0);
+                                let top = low.row(tr.i0, low_rows).get(part.clone()).unwrap_or(&[]);
+                                let bottom = low.row(tr.i1, low_rows).get(part).unwrap_or(&[]);
+                                model_row.clear();
+                                model_row.extend(
+                                    top.iter().zip(bottom).map(|(t, b)| t * tr.w0 + b * tr.w1),
+                                );
+                                for (o, tx) in out.iter_mut().zip(taps) {
+                                    *o = get(model_row, tx.i0.saturating_sub(ma)) * tx.w0
+                                        + get(model_row, tx.i1.saturating_sub(ma)) * tx.w1;
+                                }
+                            });
+                        }
+                        let top = model_rows.row(s0).get(cols_k.clone()).unwrap_or(&[]);
+                        let bottom = model_rows.row(s1).get(cols_k).unwrap_or(&[]);
+                        line.clear();
+                        line.extend(top.iter().zip(bottom).map(|(t, b)| t * ty.w0 + b * ty.w1));
+                        let (hi, lo) = pack_bits(line, bytes, threshold, (floor, high));
+                        row_hi += hi;
+                        row_lo += lo;
+                    }
+                }
+            }
+            above_hi += row_hi;
+            above_lo += row_lo;
             let first = bits_row.iter().position(|&b| b != 0);
             let last = bits_row.iter().rposition(|&b| b != 0);
             if let (Some(first), Some(last)) = (first, last) {
@@ -451,20 +699,18 @@ impl MaskUpscaler {
         }
         let stability = stability_from_counts(above_hi, above_lo);
         if area == 0 {
-            return Ok(MaskResult { stability, ..empty });
+            return Ok(MaskResult {
+                stability,
+                ..MaskResult::empty()
+            });
         }
 
         // Crop the region's rows to the tight box, unpadded.
         let (box_w, box_h) = (bx1 - bx0 + 1, by1 - by0 + 1);
         let mut writer = BitWriter::with_capacity(box_w * box_h);
         for bits_row in region_bits.chunks_exact(stride).skip(by0 - y0).take(box_h) {
-            for i in (bx0 - x0)..=(bx1 - x0) {
-                writer.push(
-                    bits_row
-                        .get(i / 8)
-                        .is_some_and(|b| b & (0x80 >> (i % 8)) != 0),
-                );
-            }
+            let row = BitSlice::<u8, Msb0>::from_slice(bits_row);
+            writer.extend(row.get(bx0 - x0..=bx1 - x0).unwrap_or_default());
         }
         let to_u32 = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         let mask = BitMask::from_packed(
@@ -710,6 +956,11 @@ mod tests {
             (131, 97, 128, 32),
             (9, 13, 64, 16),
             (64, 40, 64, 64),
+            // Wide enough for whole runs of pixels inside and outside an
+            // object, decided from their cells alone.
+            (640, 360, 256, 64),
+            (300, 500, 256, 64),
+            (1000, 30, 256, 64),
         ];
         for (i, &(fw, fh, s, l)) in cases.iter().enumerate() {
             let g = Geometry::new(fw, fh, s).unwrap();
@@ -742,6 +993,39 @@ mod tests {
             // Nothing above any threshold.
             check_against_naive(&vec![-5.0; l * l], l, l, &g, 0.0);
         }
+    }
+
+    #[test]
+    fn plateaus_at_the_thresholds_and_nan_cells_equal_the_full_upscaling() {
+        // Runs whose cells all sit exactly on a threshold are where rounding
+        // could push a pixel across it; NaN cells are never decided by range.
+        let g = Geometry::new(640, 360, 256).unwrap();
+        let l = 64;
+        for level in [
+            -1.0,
+            -1.0 - f32::EPSILON,
+            0.0,
+            1.0,
+            1.0 + f32::EPSILON,
+            1.0 + 1e-6,
+            37.5,
+        ] {
+            let mut low = vec![level; l * l];
+            // A step, so the region holds runs of two kinds.
+            for v in low.iter_mut().skip(20 * l).take(8 * l) {
+                *v = 40.0;
+            }
+            check_against_naive(&low, l, l, &g, 0.0);
+        }
+        let mut low = blob(l, l, 30.0, 18.0, 14.0, 5);
+        for i in [30 * l / 2 + 30, 18 * l + 29, 3 * l + 60] {
+            low[i] = f32::NAN;
+        }
+        check_against_naive(&low, l, l, &g, 0.0);
+        let mut inf = blob(l, l, 30.0, 18.0, 14.0, 6);
+        inf[18 * l + 30] = f32::INFINITY;
+        inf[2 * l + 2] = f32::NEG_INFINITY;
+        check_against_naive(&inf, l, l, &g, 0.0);
     }
 
     #[test]

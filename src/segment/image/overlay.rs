@@ -99,15 +99,9 @@ impl Weights {
             let here = row_of(row).unwrap_or(&outside);
             let up = row.checked_sub(1).and_then(row_of).unwrap_or(&outside);
             let down = row_of(row + 1).filter(|_| row + 1 < h).unwrap_or(&outside);
-            let weight = |c: u8, interior: u8| {
-                if c == 0 {
-                    0
-                } else if interior != 0 {
-                    fill
-                } else {
-                    edge
-                }
-            };
+            // fill <= edge; branch-free, so the loop below vectorises.
+            let weight =
+                |c: u8, interior: u8| u16::from(c) * (edge - (edge - fill) * u16::from(interior));
             // The first and last columns have a neighbour outside the box.
             if let (Some(o), Some(&c)) = (out.first_mut(), here.first()) {
                 *o = weight(c, 0);

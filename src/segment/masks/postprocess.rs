@@ -386,11 +386,11 @@ impl RowPair {
         ) else {
             return;
         };
-        if let (Some(done), Some(out)) = (filled.get_mut(run), row.get_mut(cols)) {
-            if !*done {
-                fill(key, out);
-                *done = true;
-            }
+        if let (Some(done), Some(out)) = (filled.get_mut(run), row.get_mut(cols))
+            && !*done
+        {
+            fill(key, out);
+            *done = true;
         }
     }
 

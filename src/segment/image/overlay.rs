@@ -148,8 +148,27 @@ impl Weights {
         self.map.get(start..start + xs.len())
     }
 
-    /// Weight of frame pixel (x, y): 0 outside the mask.
+    /// The weights of frame row `y` across the whole box; `None` outside it.
+    fn box_row(&self, y: u32) -> Option<&[u16]> {
+        let row = y.checked_sub(self.y)?;
+        if row >= self.height {
+            return None;
+        }
+        let start = row as usize * self.width as usize;
+        self.map.get(start..start + self.width as usize)
+    }
+
+    /// Weight of frame column `x` in a [`Weights::box_row`]: 0 outside it.
     #[inline]
+    fn in_row(&self, row: &[u16], x: u32) -> u32 {
+        x.checked_sub(self.x)
+            .and_then(|col| row.get(col as usize))
+            .map_or(0, |&w| u32::from(w))
+    }
+
+    /// Weight of frame pixel (x, y): 0 outside the mask (for the tests'
+    /// definitions).
+    #[cfg(test)]
     fn at(&self, x: u32, y: u32) -> u32 {
         match (x.checked_sub(self.x), y.checked_sub(self.y)) {
             (Some(col), Some(row)) if col < self.width && row < self.height => self
@@ -247,27 +266,41 @@ fn draw_yuv(
             }
         }
     }
-    // Chroma: the mean weight of each sample's 2x2 block.
-    let chroma_weight = |cx: u32, cy: u32| {
-        let (mut sum, mut pixels) = (0u32, 0u32);
-        for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
-            let (x, y) = (2 * cx + dx, 2 * cy + dy);
-            if x < width && y < height {
-                sum += weights.at(x, y);
-                pixels += 1;
-            }
-        }
+    // Chroma: the mean weight of each sample's 2x2 block, over the block's
+    // pixels inside the frame (its top-left one always is).
+    let chroma_weight = |rows: &[Option<&[u16]>; 2], block_rows: u32, cx: u32| {
+        let (x0, x1) = (2 * cx, 2 * cx + 1);
+        let block_cols = if x1 < width { 2 } else { 1 };
+        let sum: u32 = rows
+            .iter()
+            .flatten()
+            .map(|row| {
+                weights.in_row(row, x0)
+                    + if x1 < width {
+                        weights.in_row(row, x1)
+                    } else {
+                        0
+                    }
+            })
+            .sum();
+        let pixels = block_rows * block_cols;
         (sum + pixels / 2).checked_div(pixels).unwrap_or(0)
     };
     let cxs = xs.start / 2..xs.end.div_ceil(2);
     for cy in ys.start / 2..ys.end.div_ceil(2) {
+        let (y0, y1) = (2 * cy, 2 * cy + 1);
+        let block_rows = if y1 < height { 2 } else { 1 };
+        let rows = [
+            weights.box_row(y0),
+            weights.box_row(y1).filter(|_| y1 < height),
+        ];
         match frame.format() {
             PixelFormat::I420 => {
                 let Some((u_row, v_row)) = frame.i420_chroma_rows_mut(cy as usize) else {
                     break;
                 };
                 for cx in cxs.clone() {
-                    let weight = chroma_weight(cx, cy);
+                    let weight = chroma_weight(&rows, block_rows, cx);
                     if weight == 0 {
                         continue;
                     }
@@ -284,7 +317,7 @@ fn draw_yuv(
                     break;
                 };
                 for cx in cxs.clone() {
-                    let weight = chroma_weight(cx, cy);
+                    let weight = chroma_weight(&rows, block_rows, cx);
                     if weight == 0 {
                         continue;
                     }
@@ -477,6 +510,122 @@ mod tests {
                                 "{w}x{h} density {density} outline {outline} at {c},{r}"
                             );
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The YUV overlay as the module documentation defines it, pixel by
+    /// pixel and sample by sample.
+    fn reference_yuv(
+        format: PixelFormat,
+        w: u32,
+        h: u32,
+        planes: &mut [Vec<u8>],
+        strides: &[usize],
+        mask: &BitMask,
+        color: [u8; 3],
+        style: &OverlayStyle,
+    ) {
+        let weights = Weights::new(
+            mask,
+            (style.alpha * ONE as f32).round() as u32,
+            style.outline,
+        );
+        let colorimetry = {
+            let slices: Vec<&mut [u8]> = planes.iter_mut().map(Vec::as_mut_slice).collect();
+            FrameViewMut::new(format, w, h, slices, strides)
+                .unwrap()
+                .colorimetry()
+        };
+        let [luma, u, v] = colorimetry.rgb_to_yuv(color);
+        for y in 0..h {
+            for x in 0..w {
+                let weight = weights.at(x, y);
+                if weight > 0 {
+                    blend(
+                        &mut planes[0][y as usize * strides[0] + x as usize],
+                        luma,
+                        weight,
+                    );
+                }
+            }
+        }
+        for cy in 0..h.div_ceil(2) {
+            for cx in 0..w.div_ceil(2) {
+                let (mut sum, mut pixels) = (0, 0);
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let (x, y) = (2 * cx + dx, 2 * cy + dy);
+                    if x < w && y < h {
+                        sum += weights.at(x, y);
+                        pixels += 1;
+                    }
+                }
+                let weight = (sum + pixels / 2) / pixels;
+                if weight == 0 {
+                    continue;
+                }
+                let (cx, cy) = (cx as usize, cy as usize);
+                if format == PixelFormat::Nv12 {
+                    blend(&mut planes[1][cy * strides[1] + 2 * cx], u, weight);
+                    blend(&mut planes[1][cy * strides[1] + 2 * cx + 1], v, weight);
+                } else {
+                    blend(&mut planes[1][cy * strides[1] + cx], u, weight);
+                    blend(&mut planes[2][cy * strides[2] + cx], v, weight);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn yuv_overlay_equals_its_definition() {
+        // Odd and even frame sizes; boxes inside, on the edges and clipped.
+        let mut state = 777u32;
+        let mut random = move || {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            state >> 16
+        };
+        for format in [PixelFormat::Nv12, PixelFormat::I420] {
+            for (w, h) in [(17, 13), (16, 10), (33, 8), (5, 1)] {
+                for (bx, by, bw, bh) in [
+                    (0, 0, w, h),
+                    (3, 2, 9, 7),
+                    (1, 1, w + 4, h + 3),
+                    (w - 2, h - 1, 2, 1),
+                ] {
+                    let bits: Vec<bool> = (0..bw * bh).map(|_| random() % 3 != 0).collect();
+                    let mask = BitMask::from_fn(bx, by, bw, bh, |c, r| bits[(r * bw + c) as usize]);
+                    for style in [
+                        OverlayStyle::default(),
+                        OverlayStyle {
+                            alpha: 0.3,
+                            outline: false,
+                        },
+                    ] {
+                        let (mut want, strides) = planes(format, w, h);
+                        let mut got = want.clone();
+                        reference_yuv(
+                            format,
+                            w,
+                            h,
+                            &mut want,
+                            &strides,
+                            &mask,
+                            [250, 40, 10],
+                            &style,
+                        );
+                        {
+                            let slices: Vec<&mut [u8]> =
+                                got.iter_mut().map(Vec::as_mut_slice).collect();
+                            let mut frame =
+                                FrameViewMut::new(format, w, h, slices, &strides).unwrap();
+                            draw_mask(&mut frame, &mask, [250, 40, 10], &style);
+                        }
+                        assert_eq!(
+                            got, want,
+                            "{format} {w}x{h}, box {bx},{by} {bw}x{bh}, {style:?}"
+                        );
                     }
                 }
             }

@@ -516,16 +516,16 @@ mod tests {
         }
     }
 
-    /// The YUV overlay as the module documentation defines it, pixel by
-    /// pixel and sample by sample.
+    const YUV_TEST_COLOR: [u8; 3] = [250, 40, 10];
+
+    /// The YUV overlay of `mask` in [`YUV_TEST_COLOR`] as the module
+    /// documentation defines it, pixel by pixel and sample by sample.
     fn reference_yuv(
         format: PixelFormat,
-        w: u32,
-        h: u32,
+        (w, h): (u32, u32),
         planes: &mut [Vec<u8>],
         strides: &[usize],
         mask: &BitMask,
-        color: [u8; 3],
         style: &OverlayStyle,
     ) {
         let weights = Weights::new(
@@ -539,7 +539,7 @@ mod tests {
                 .unwrap()
                 .colorimetry()
         };
-        let [luma, u, v] = colorimetry.rgb_to_yuv(color);
+        let [luma, u, v] = colorimetry.rgb_to_yuv(YUV_TEST_COLOR);
         for y in 0..h {
             for x in 0..w {
                 let weight = weights.at(x, y);
@@ -605,22 +605,13 @@ mod tests {
                     ] {
                         let (mut want, strides) = planes(format, w, h);
                         let mut got = want.clone();
-                        reference_yuv(
-                            format,
-                            w,
-                            h,
-                            &mut want,
-                            &strides,
-                            &mask,
-                            [250, 40, 10],
-                            &style,
-                        );
+                        reference_yuv(format, (w, h), &mut want, &strides, &mask, &style);
                         {
                             let slices: Vec<&mut [u8]> =
                                 got.iter_mut().map(Vec::as_mut_slice).collect();
                             let mut frame =
                                 FrameViewMut::new(format, w, h, slices, &strides).unwrap();
-                            draw_mask(&mut frame, &mask, [250, 40, 10], &style);
+                            draw_mask(&mut frame, &mask, YUV_TEST_COLOR, &style);
                         }
                         assert_eq!(
                             got, want,

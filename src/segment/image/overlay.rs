@@ -466,15 +466,20 @@ mod tests {
         assert_eq!(&rgb[..3], [150, 50, 100]);
     }
 
+    /// A small linear congruential generator: the same masks on every run.
+    fn pseudo_random(seed: u32) -> impl FnMut() -> u32 {
+        let mut state = seed;
+        move || {
+            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+            state >> 16
+        }
+    }
+
     #[test]
     fn weights_follow_the_mask_and_its_4_connected_boundary() {
         // Pseudo-random masks of many shapes, thin ones included, against
         // the definition pixel by pixel.
-        let mut state = 12345u32;
-        let mut random = move || {
-            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
-            state >> 16
-        };
+        let mut random = pseudo_random(12345);
         for (w, h) in [
             (1, 1),
             (1, 7),
@@ -581,11 +586,7 @@ mod tests {
     #[test]
     fn yuv_overlay_equals_its_definition() {
         // Odd and even frame sizes; boxes inside, on the edges and clipped.
-        let mut state = 777u32;
-        let mut random = move || {
-            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
-            state >> 16
-        };
+        let mut random = pseudo_random(777);
         for format in [PixelFormat::Nv12, PixelFormat::I420] {
             for (w, h) in [(17, 13), (16, 10), (33, 8), (5, 1)] {
                 for (bx, by, bw, bh) in [
@@ -594,7 +595,8 @@ mod tests {
                     (1, 1, w + 4, h + 3),
                     (w - 2, h - 1, 2, 1),
                 ] {
-                    let bits: Vec<bool> = (0..bw * bh).map(|_| random() % 3 != 0).collect();
+                    let bits: Vec<bool> =
+                        (0..bw * bh).map(|_| !random().is_multiple_of(3)).collect();
                     let mask = BitMask::from_fn(bx, by, bw, bh, |c, r| bits[(r * bw + c) as usize]);
                     for style in [
                         OverlayStyle::default(),

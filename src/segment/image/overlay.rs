@@ -143,9 +143,8 @@ impl Weights {
     /// The weights of frame columns `xs` of frame row `y`, which must lie
     /// inside the mask's box.
     fn row(&self, y: u32, xs: &std::ops::Range<u32>) -> Option<&[u16]> {
-        let row = y.checked_sub(self.y)? as usize;
-        let start = row * self.width as usize + xs.start.checked_sub(self.x)? as usize;
-        self.map.get(start..start + xs.len())
+        let start = xs.start.checked_sub(self.x)? as usize;
+        self.box_row(y)?.get(start..start + xs.len())
     }
 
     /// The weights of frame row `y` across the whole box; `None` outside it.
@@ -170,13 +169,7 @@ impl Weights {
     /// definitions).
     #[cfg(test)]
     fn at(&self, x: u32, y: u32) -> u32 {
-        match (x.checked_sub(self.x), y.checked_sub(self.y)) {
-            (Some(col), Some(row)) if col < self.width && row < self.height => self
-                .map
-                .get(row as usize * self.width as usize + col as usize)
-                .map_or(0, |&w| u32::from(w)),
-            _ => 0,
-        }
+        self.box_row(y).map_or(0, |row| self.in_row(row, x))
     }
 }
 

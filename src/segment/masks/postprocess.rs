@@ -115,7 +115,7 @@ impl FromStr for MaskSelection {
 }
 
 /// One object's mask at frame resolution, with its statistics.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct MaskResult {
     /// The mask cropped to the tight box of its pixels (empty when none).
     pub mask: BitMask,
@@ -124,16 +124,6 @@ pub struct MaskResult {
     /// SAM's stability score: pixels above `t + 1` / pixels above `t - 1`
     /// (0 when none is above `t - 1`).
     pub stability: f32,
-}
-
-impl MaskResult {
-    fn empty() -> Self {
-        MaskResult {
-            mask: BitMask::default(),
-            area: 0,
-            stability: 0.0,
-        }
-    }
 }
 
 /// Why logits could not be upscaled.
@@ -294,11 +284,9 @@ fn pack_bits(
     let whole = values.chunks_exact(8);
     let rest = whole.remainder();
     let mut out = bytes.iter_mut();
-    // Whole bytes in fixed-size chunks, which the compiler unrolls.
+    // Whole bytes first: chunks of a fixed 8 let the compiler unroll.
     for (chunk, byte) in whole.zip(out.by_ref()) {
-        if let Ok(chunk) = <&[f32; 8]>::try_from(chunk) {
-            *byte = pack(chunk);
-        }
+        *byte = pack(chunk);
     }
     if let (false, Some(byte)) = (rest.is_empty(), out.next()) {
         *byte = pack(rest);
@@ -344,8 +332,8 @@ impl RowPair {
     /// Forget every row; rows are now `len` values in `runs` runs.
     fn reset(&mut self, len: usize, runs: usize) {
         self.keys = [None, None];
+        // Values are written before they are read, so only the flags clear.
         for (row, filled) in self.rows.iter_mut().zip(&mut self.filled) {
-            row.clear();
             row.resize(len, 0.0);
             filled.clear();
             filled.resize(runs, false);
@@ -400,43 +388,60 @@ impl RowPair {
 }
 
 /// Low-res rows interpolated to a region's model-grid columns (step 1's
-/// horizontal half), kept in a caller's buffer and filled row by row on
-/// demand.
-struct LowRows<'a> {
-    logits: &'a [f32],
-    width: usize,
-    /// First low-res row of the buffer.
+/// horizontal half), each filled the first time it is asked for.
+#[derive(Debug, Default)]
+struct LowRows {
+    values: Vec<f32>,
+    filled: Vec<bool>,
+    /// First low-res row held.
     first: usize,
     /// Values per row: the region's model-grid columns.
     len: usize,
-    /// Their taps into the low-res columns.
-    model_cols: &'a [Tap],
 }
 
-impl LowRows<'_> {
+impl LowRows {
+    /// Holds `rows` rows from low-res row `first`, `len` values each, none
+    /// filled yet.
+    fn reset(&mut self, first: usize, rows: usize, len: usize) {
+        (self.first, self.len) = (first, len);
+        // Values are written before they are read, so only the flags clear.
+        self.values.resize(rows * len, 0.0);
+        self.filled.clear();
+        self.filled.resize(rows, false);
+    }
+
     fn range(&self, r: usize) -> std::ops::Range<usize> {
         let i = r.saturating_sub(self.first);
         i * self.len..(i + 1) * self.len
     }
 
-    fn fill(&self, r: usize, values: &mut [f32], filled: &mut [bool]) {
-        let (Some(done), Some(out), Some(cells)) = (
-            filled.get_mut(r.saturating_sub(self.first)),
-            values.get_mut(self.range(r)),
-            self.logits.get(r * self.width..(r + 1) * self.width),
-        ) else {
-            return;
-        };
-        if !*done {
-            for (o, tc) in out.iter_mut().zip(self.model_cols) {
-                *o = get(cells, tc.i0) * tc.w0 + get(cells, tc.i1) * tc.w1;
+    /// Low-res rows `r0` and `r1` of `logits` (`width` per row) at the model
+    /// columns whose taps are `model_cols`.
+    fn pair(
+        &mut self,
+        (r0, r1): (usize, usize),
+        logits: &[f32],
+        width: usize,
+        model_cols: &[Tap],
+    ) -> (&[f32], &[f32]) {
+        for r in [r0, r1] {
+            let range = self.range(r);
+            let (Some(done), Some(out), Some(cells)) = (
+                self.filled.get_mut(r.saturating_sub(self.first)),
+                self.values.get_mut(range),
+                logits.get(r * width..(r + 1) * width),
+            ) else {
+                continue;
+            };
+            if !*done {
+                for (o, tc) in out.iter_mut().zip(model_cols) {
+                    *o = get(cells, tc.i0) * tc.w0 + get(cells, tc.i1) * tc.w1;
+                }
+                *done = true;
             }
-            *done = true;
         }
-    }
-
-    fn row<'v>(&self, r: usize, values: &'v [f32]) -> &'v [f32] {
-        values.get(self.range(r)).unwrap_or(&[])
+        let row = |r| self.values.get(self.range(r)).unwrap_or(&[]);
+        (row(r0), row(r1))
     }
 }
 
@@ -454,10 +459,7 @@ impl LowRows<'_> {
 pub struct MaskUpscaler {
     rows: Option<AxisTaps>,
     cols: Option<AxisTaps>,
-    /// Low-res rows interpolated to the region's model columns, filled row
-    /// by row on demand (`low_filled`).
-    low_rows: Vec<f32>,
-    low_filled: Vec<bool>,
+    low_rows: LowRows,
     model_rows: RowPair,
     model_row: Vec<f32>,
     line: Vec<f32>,
@@ -529,7 +531,6 @@ impl MaskUpscaler {
             rows: Some(rows),
             cols: Some(cols),
             low_rows,
-            low_filled,
             model_rows,
             model_row,
             line,
@@ -537,17 +538,17 @@ impl MaskUpscaler {
             run_extremes,
         } = self
         else {
-            return Ok(MaskResult::empty());
+            return Ok(MaskResult::default());
         };
 
         // Cells that can lift a frame pixel above the lowest threshold used.
         let floor = threshold - STABILITY_OFFSET;
         let high = threshold + STABILITY_OFFSET;
         let (Some(last_row), Some(last_col)) = (rows.last_low_res(), cols.last_low_res()) else {
-            return Ok(MaskResult::empty());
+            return Ok(MaskResult::default());
         };
         let Some((r0, r1, c0, c1)) = cell_box(logits, width, last_row, last_col, floor) else {
-            return Ok(MaskResult::empty());
+            return Ok(MaskResult::default());
         };
         let (r0, c0) = (
             r0.saturating_sub(REGION_MARGIN),
@@ -559,15 +560,15 @@ impl MaskUpscaler {
         );
         let (Some((y0, y1)), Some((x0, x1))) = (rows.frame_range(r0, r1), cols.frame_range(c0, c1))
         else {
-            return Ok(MaskResult::empty());
+            return Ok(MaskResult::default());
         };
         // Low-res rows and model-grid columns the region reads.
         let (Some((lr0, _)), Some((_, lr1))) = (rows.low_res_span(y0), rows.low_res_span(y1))
         else {
-            return Ok(MaskResult::empty());
+            return Ok(MaskResult::default());
         };
         let (Some(first), Some(last)) = (cols.frame.get(x0), cols.frame.get(x1)) else {
-            return Ok(MaskResult::empty());
+            return Ok(MaskResult::default());
         };
         let (m0, m1) = (first.i0, last.i1);
         let model_w = m1 - m0 + 1;
@@ -576,10 +577,7 @@ impl MaskUpscaler {
         let stride = region_w.div_ceil(8);
         let mut region_bits = vec![0u8; stride * (y1 - y0 + 1)];
 
-        low_rows.clear();
-        low_rows.resize((lr1 - lr0 + 1) * model_w, 0.0);
-        low_filled.clear();
-        low_filled.resize(lr1 - lr0 + 1, false);
+        low_rows.reset(lr0, lr1 - lr0 + 1, model_w);
         model_rows.reset(region_w, runs);
         run_cells.clear();
         run_cells.extend((0..runs).map(|k| {
@@ -594,13 +592,6 @@ impl MaskUpscaler {
         }));
         let model_cols = cols.model.get(m0..=m1).unwrap_or(&[]);
         let frame_cols = cols.frame.get(x0..=x1).unwrap_or(&[]);
-        let low = LowRows {
-            logits,
-            width,
-            first: lr0,
-            len: model_w,
-            model_cols,
-        };
 
         let (mut above_hi, mut above_lo, mut area) = (0u64, 0u64, 0u64);
         let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0usize, 0usize);
@@ -651,11 +642,11 @@ impl MaskUpscaler {
                         for slot in [s0, s1] {
                             model_rows.ensure(slot, k, cols_k.clone(), |a, out| {
                                 let Some(tr) = rows.model.get(a) else { return };
-                                low.fill(tr.i0, low_rows, low_filled);
-                                low.fill(tr.i1, low_rows, low_filled);
+                                let (top, bottom) =
+                                    low_rows.pair((tr.i0, tr.i1), logits, width, model_cols);
                                 let part = ma.saturating_sub(m0)..=mb.saturating_sub(m0);
-                                let top = low.row(tr.i0, low_rows).get(part.clone()).unwrap_or(&[]);
-                                let bottom = low.row(tr.i1, low_rows).get(part).unwrap_or(&[]);
+                                let top = top.get(part.clone()).unwrap_or(&[]);
+                                let bottom = bottom.get(part).unwrap_or(&[]);
                                 model_row.clear();
                                 model_row.extend(
                                     top.iter().zip(bottom).map(|(t, b)| t * tr.w0 + b * tr.w1),
@@ -701,7 +692,7 @@ impl MaskUpscaler {
         if area == 0 {
             return Ok(MaskResult {
                 stability,
-                ..MaskResult::empty()
+                ..MaskResult::default()
             });
         }
 

@@ -667,9 +667,9 @@ fn moving_boxes_keep_their_ids_and_vanished_ones_are_not_carried() {
         let objects = found_objects(&out);
         assert_eq!(objects.len(), rois.len(), "frame {t}: {objects:?}");
         let detected = detector_rois(&out);
-        for k in 0..4 {
+        for (k, mover_ids) in ids.iter_mut().enumerate() {
             let Some(pos) = movers.iter().position(|&m| m == k) else {
-                ids[k].push(None);
+                mover_ids.push(None);
                 continue;
             };
             let m = detected[pos].mask.as_ref().expect("a mask param");
@@ -681,7 +681,7 @@ fn moving_boxes_keep_their_ids_and_vanished_ones_are_not_carried() {
             let score = iou(&o.object.mask, &scene.masks[k]);
             worst = worst.min(score);
             assert!(score >= 0.8, "frame {t} mover {k}: IoU {score:.3}");
-            ids[k].push(Some(o.object.id));
+            mover_ids.push(Some(o.object.id));
         }
     }
     println!("ids per mover over {FRAMES} frames: {ids:?}; worst IoU {worst:.3}");

@@ -322,9 +322,9 @@ impl TinySam {
                     regions
                 }
             };
-            let (objects, regions, notice) = prompts.frame_prompts(regions);
-            notices.extend(notice);
-            (objects, regions)
+            let frame = prompts.frame_prompts(regions);
+            notices.extend(frame.notice);
+            (frame.objects, frame.regions)
         };
         let options = settings.video_options();
         let pts = buf.pts();

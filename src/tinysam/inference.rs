@@ -160,23 +160,24 @@ impl Inference {
         let due = self.interval.due(interval) && work;
         let worker_idle = self.worker.as_ref().map(|w| !w.is_busy());
         match (self.mode, worker_idle) {
-            (Some(Mode::Async), Some(idle)) => {
-                if due && idle {
-                    let geometry = self.preprocess(view)?;
-                    let job = Job {
-                        tensor: self.preprocessor.tensor().clone(),
-                        geometry,
-                        pts,
-                        prompts: Arc::clone(prompts),
-                        options: *options,
-                    };
-                    // The worker is only ever offered jobs from here, so it
-                    // is still idle; were it not, the frame would be skipped.
-                    if let Some(worker) = &self.worker {
-                        let _ = worker.offer(job);
-                    }
+            (Some(Mode::Async), Some(idle)) if due && idle => {
+                let geometry = self.preprocess(view)?;
+                let job = Job {
+                    tensor: self.preprocessor.tensor().clone(),
+                    geometry,
+                    pts,
+                    prompts: Arc::clone(prompts),
+                    options: *options,
+                };
+                // The worker is only ever offered jobs from here, so it is
+                // still idle; were it not, the frame would be skipped.
+                if let Some(worker) = &self.worker {
+                    let _ = worker.offer(job);
                 }
             }
+            // Async with a busy worker, or nothing due: the frame carries
+            // the latest result.
+            (Some(Mode::Async), Some(_)) => (),
             _ if due => {
                 let geometry = self.preprocess(view)?;
                 let tensor = self.preprocessor.tensor();

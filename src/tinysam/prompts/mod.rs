@@ -66,6 +66,16 @@ pub enum ClickAction {
     Remove,
 }
 
+/// What [`Prompts::frame_prompts`] gives one buffer.
+pub struct FramePrompts {
+    /// The set's objects, then one per kept region.
+    pub objects: Arc<Vec<ObjectPrompt>>,
+    /// Each kept region with the id of its object.
+    pub regions: Vec<(Region, u64)>,
+    /// A warning when regions were dropped.
+    pub notice: Option<Notice>,
+}
+
 /// A click at stream pixel `(x, y)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Click {
@@ -275,10 +285,7 @@ impl Prompts {
     /// The prompted objects of one buffer: the set's, then one box prompt
     /// per region (at most as many as fit under [`MAX_PROMPTS`]; the rest
     /// are dropped with a warning), with each kept region's object id.
-    pub fn frame_prompts(
-        &mut self,
-        mut regions: Vec<Region>,
-    ) -> (Arc<Vec<ObjectPrompt>>, Vec<(Region, u64)>, Option<Notice>) {
+    pub fn frame_prompts(&mut self, mut regions: Vec<Region>) -> FramePrompts {
         let room = MAX_PROMPTS.saturating_sub(self.set.len());
         let mut notice = None;
         if regions.len() > room {
@@ -298,7 +305,11 @@ impl Prompts {
             .shared
             .get_or_insert_with(|| Arc::new(self.set.objects().to_vec()));
         if detections.is_empty() {
-            return (Arc::clone(shared), Vec::new(), notice);
+            return FramePrompts {
+                objects: Arc::clone(shared),
+                regions: Vec::new(),
+                notice,
+            };
         }
         let mut objects = shared.as_ref().clone();
         objects.extend(
@@ -315,11 +326,11 @@ impl Prompts {
                     },
                 }),
         );
-        (
-            Arc::new(objects),
-            regions.into_iter().zip(ids).collect(),
+        FramePrompts {
+            objects: Arc::new(objects),
+            regions: regions.into_iter().zip(ids).collect(),
             notice,
-        )
+        }
     }
 
     /// Forgets the last frame's regions (after a flush); the set stays.

@@ -8,8 +8,6 @@
 //! and optimal (Hungarian) assignments coincide in practice, at a fraction
 //! of the cost and with deterministic ties (lower indices first).
 
-use bitvec::field::BitField;
-
 use crate::segment::masks::mask::BitMask;
 
 /// Pixels set in both masks.
@@ -22,9 +20,8 @@ pub fn intersection(a: &BitMask, b: &BitMask) -> u64 {
 /// Counted a word at a time: with hundreds of large masks this runs for
 /// every pair (convergence checks, matching).
 pub fn shifted_intersection(a: &BitMask, b: &BitMask, dx: i64, dy: i64) -> u64 {
-    if a.is_empty() || b.is_empty() {
-        return 0;
-    }
+    // No `is_empty` shortcut: it scans the whole mask, and an empty mask
+    // counts 0 below anyway.
     let (ax, ay) = (i64::from(a.x()), i64::from(a.y()));
     let (bx, by) = (i64::from(b.x()) + dx, i64::from(b.y()) + dy);
     let x0 = ax.max(bx);
@@ -36,24 +33,17 @@ pub fn shifted_intersection(a: &BitMask, b: &BitMask, dx: i64, dy: i64) -> u64 {
     }
     // Row by row, 64 pixels at a time: each mask's run of the row loaded
     // into a word, ANDed, counted.
-    let (bits_a, bits_b) = (a.bit_slice(), b.bit_slice());
     let (wa, wb) = (i64::from(a.width()), i64::from(b.width()));
+    let len = (x1 - x0) as usize;
     let mut count = 0u64;
     for y in y0..y1 {
         let row_a = ((y - ay) * wa + (x0 - ax)) as usize;
         let row_b = ((y - by) * wb + (x0 - bx)) as usize;
-        let len = (x1 - x0) as usize;
         let mut done = 0;
         while done < len {
             let n = (len - done).min(64);
-            let (Some(ra), Some(rb)) = (
-                bits_a.get(row_a + done..row_a + done + n),
-                bits_b.get(row_b + done..row_b + done + n),
-            ) else {
-                break;
-            };
-            let (word_a, word_b): (u64, u64) = (ra.load_be(), rb.load_be());
-            count += u64::from((word_a & word_b).count_ones());
+            let both = a.word_at(row_a + done, n) & b.word_at(row_b + done, n);
+            count += u64::from(both.count_ones());
             done += n;
         }
     }
@@ -84,6 +74,26 @@ pub fn mask_iou(a: &BitMask, b: &BitMask) -> f32 {
     iou_from_counts(intersection(a, b), area_a, area_b)
 }
 
+/// The IoU of `a` and `b`, whose areas are `area_a` and `area_b`, when it
+/// is at least `floor`; `None` otherwise. Pairs whose areas or boxes alone
+/// keep them below `floor` are not counted pixel by pixel: the bound uses
+/// an intersection of at most the boxes' overlap and the smaller area, and
+/// [`iou_from_counts`] rounds it as it rounds the exact count, so no pair
+/// that reaches `floor` is skipped.
+pub(crate) fn iou_at_least(
+    a: &BitMask,
+    b: &BitMask,
+    (area_a, area_b): (u64, u64),
+    floor: f32,
+) -> Option<f32> {
+    let overlap = box_overlap(a, (0, 0), b);
+    if iou_from_counts(overlap.min(area_a).min(area_b), area_a, area_b) < floor {
+        return None;
+    }
+    let iou = iou_from_counts(intersection(a, b), area_a, area_b);
+    (iou >= floor).then_some(iou)
+}
+
 fn iou_from_counts(inter: u64, area_a: u64, area_b: u64) -> f32 {
     let union = area_a + area_b - inter.min(area_a + area_b);
     if union == 0 {
@@ -94,13 +104,21 @@ fn iou_from_counts(inter: u64, area_a: u64, area_b: u64) -> f32 {
 }
 
 /// Whether the boxes of `a` moved by `(dx, dy)` and of `b` overlap at all.
-fn boxes_overlap(a: &BitMask, (dx, dy): (i64, i64), b: &BitMask) -> bool {
+fn boxes_overlap(a: &BitMask, offset: (i64, i64), b: &BitMask) -> bool {
+    box_overlap(a, offset, b) > 0
+}
+
+/// Pixels in both the box of `a` moved by `(dx, dy)` and the box of `b`.
+fn box_overlap(a: &BitMask, (dx, dy): (i64, i64), b: &BitMask) -> u64 {
     let (ax, ay) = (i64::from(a.x()) + dx, i64::from(a.y()) + dy);
     let (bx, by) = (i64::from(b.x()), i64::from(b.y()));
-    ax < bx + i64::from(b.width())
-        && bx < ax + i64::from(a.width())
-        && ay < by + i64::from(b.height())
-        && by < ay + i64::from(a.height())
+    let w = (ax + i64::from(a.width())).min(bx + i64::from(b.width())) - ax.max(bx);
+    let h = (ay + i64::from(a.height())).min(by + i64::from(b.height())) - ay.max(by);
+    if w <= 0 || h <= 0 {
+        0
+    } else {
+        w as u64 * h as u64
+    }
 }
 
 /// One pairing of a previous object with a current one.

@@ -11,7 +11,7 @@
 //! left alone.
 
 use crate::segment::masks::mask::BitMask;
-use crate::segment::video::matching::mask_iou;
+use crate::segment::video::matching::{iou_at_least, mask_iou};
 
 /// One track's result on this inference, with its previous mask.
 #[derive(Debug, Clone, Copy)]
@@ -31,14 +31,45 @@ pub(crate) fn converged(
     merge_iou: f32,
     keep_prior_duplicates: bool,
 ) -> Vec<usize> {
+    // Every pair is checked, so each mask's area is counted once here and
+    // most pairs are ruled out by their areas and boxes (`iou_at_least`).
+    let areas: Vec<(u64, Option<u64>)> = followed
+        .iter()
+        .map(|f| (f.new.count_ones(), f.previous.map(BitMask::count_ones)))
+        .collect();
+    // How far each new mask strayed from its previous one: wanted only for
+    // the results in a converged pair, computed once each.
+    let mut stayed: Vec<Option<f32>> = vec![None; followed.len()];
+    let mut stay = |k: usize| -> f32 {
+        let cached = stayed.get(k).copied().flatten();
+        let iou = cached.unwrap_or_else(|| match followed.get(k) {
+            Some(Followed {
+                new,
+                previous: Some(previous),
+            }) => mask_iou(new, previous),
+            _ => 0.0,
+        });
+        if let Some(slot) = stayed.get_mut(k) {
+            *slot = Some(iou);
+        }
+        iou
+    };
     let mut pairs = Vec::new();
-    for (i, a) in followed.iter().enumerate() {
-        let Some(pa) = a.previous else { continue };
-        for (j, b) in followed.iter().enumerate().skip(i + 1) {
-            let Some(pb) = b.previous else { continue };
-            let now = mask_iou(a.new, b.new);
-            if now >= merge_iou && (!keep_prior_duplicates || mask_iou(pa, pb) < merge_iou) {
-                pairs.push((now, i, j, mask_iou(a.new, pa), mask_iou(b.new, pb)));
+    for (i, (a, &(area_a, previous_a))) in followed.iter().zip(&areas).enumerate() {
+        let (Some(pa), Some(previous_a)) = (a.previous, previous_a) else {
+            continue;
+        };
+        for (j, (b, &(area_b, previous_b))) in followed.iter().zip(&areas).enumerate().skip(i + 1) {
+            let (Some(pb), Some(previous_b)) = (b.previous, previous_b) else {
+                continue;
+            };
+            let Some(now) = iou_at_least(a.new, b.new, (area_a, area_b), merge_iou) else {
+                continue;
+            };
+            if !keep_prior_duplicates
+                || iou_at_least(pa, pb, (previous_a, previous_b), merge_iou).is_none()
+            {
+                pairs.push((now, i, j, stay(i), stay(j)));
             }
         }
     }
@@ -131,6 +162,86 @@ mod tests {
             },
         ];
         assert!(converged(&apart, 0.7, true).is_empty());
+    }
+
+    /// `converged` as first written: every pair's IoUs counted, with no
+    /// bounds and no cache.
+    fn converged_reference(followed: &[Followed<'_>], merge_iou: f32, keep: bool) -> Vec<usize> {
+        let mut pairs = Vec::new();
+        for (i, a) in followed.iter().enumerate() {
+            let Some(pa) = a.previous else { continue };
+            for (j, b) in followed.iter().enumerate().skip(i + 1) {
+                let Some(pb) = b.previous else { continue };
+                let now = mask_iou(a.new, b.new);
+                if now >= merge_iou && (!keep || mask_iou(pa, pb) < merge_iou) {
+                    pairs.push((now, i, j, mask_iou(a.new, pa), mask_iou(b.new, pb)));
+                }
+            }
+        }
+        pairs.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+        let mut rejected = vec![false; followed.len()];
+        for (_, i, j, stay_i, stay_j) in pairs {
+            if !rejected[i] && !rejected[j] {
+                rejected[if stay_i < stay_j { i } else { j }] = true;
+            }
+        }
+        (0..followed.len()).filter(|&i| rejected[i]).collect()
+    }
+
+    #[test]
+    fn bounded_checks_reject_what_counting_every_pair_rejects() {
+        let mut seed = 11u64;
+        let mut next = move |n: u32| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) % u64::from(n)) as u32
+        };
+        let mut rejections = 0;
+        for round in 0..40 {
+            // A few base shapes, each result a jittered, partly eroded copy
+            // of one: many pairs near the merge IoU, some exactly alike.
+            let bases: Vec<(u32, u32, u32, u32)> = (0..3)
+                .map(|_| (next(30), next(30), 4 + next(40), 4 + next(30)))
+                .collect();
+            let shape = |next: &mut dyn FnMut(u32) -> u32| {
+                let (x, y, w, h) = bases[next(3) as usize];
+                let (dx, dy, keep) = (next(4), next(4), 7 + next(4));
+                let cells: Vec<bool> = (0..w * h).map(|_| next(10) < keep).collect();
+                BitMask::from_fn(x + dx, y + dy, w, h, |c, r| cells[(r * w + c) as usize])
+            };
+            let n = 2 + next(10) as usize;
+            let mut new = Vec::new();
+            let mut old = Vec::new();
+            for _ in 0..n {
+                new.push(shape(&mut next));
+                old.push(shape(&mut next));
+            }
+            new.push(BitMask::default());
+            old.push(BitMask::default());
+            let followed: Vec<Followed<'_>> = new
+                .iter()
+                .zip(&old)
+                .enumerate()
+                .map(|(k, (new, old))| Followed {
+                    new,
+                    previous: (k % 5 != 4).then_some(old),
+                })
+                .collect();
+            for merge_iou in [0.0, 0.3, 0.5, 0.7, 0.9, 1.0, f32::NAN] {
+                for keep in [true, false] {
+                    let fast = converged(&followed, merge_iou, keep);
+                    let reference = converged_reference(&followed, merge_iou, keep);
+                    assert_eq!(
+                        fast, reference,
+                        "round {round}, merge IoU {merge_iou}, {keep}"
+                    );
+                    rejections += fast.len();
+                }
+            }
+        }
+        // The comparison means something only if some were rejected.
+        assert!(rejections > 100, "{rejections}");
     }
 
     #[test]

@@ -88,27 +88,96 @@ enum Selection<'a> {
 }
 
 impl Selection<'_> {
-    #[inline]
-    fn pixel(&self, x: u32, y: u32) -> bool {
+    /// Whether frame pixels `x0 .. x0 + n` of row `y` are selected, into
+    /// `out` (cleared first).
+    fn pixel_row(&self, y: u32, x0: u32, n: usize, out: &mut Vec<bool>) {
+        out.clear();
         match self {
-            Selection::Mask(mask) => mask.contains(x, y),
-            Selection::Outside { inside, width } => !inside
-                .get(y as usize * *width as usize + x as usize)
-                .copied()
-                .unwrap_or(true),
+            Selection::Mask(mask) => {
+                out.resize(n, false);
+                let Some(row) = y.checked_sub(mask.y()).filter(|&r| r < mask.height()) else {
+                    return;
+                };
+                // The columns the row and the mask's box share.
+                let (mx0, mx1) = (mask.x(), mask.x().saturating_add(mask.width()));
+                let from = x0.max(mx0);
+                let to = (x0 as usize + n).min(mx1 as usize) as u32;
+                if from >= to {
+                    return;
+                }
+                let bit = row as usize * mask.width() as usize + (from - mx0) as usize;
+                let Some(part) = out.get_mut((from - x0) as usize..(to - x0) as usize) else {
+                    return;
+                };
+                // 64 pixels per word of the mask.
+                for (k, chunk) in part.chunks_mut(64).enumerate() {
+                    let word = mask.word_at(bit + 64 * k, chunk.len());
+                    if word == 0 {
+                        continue;
+                    }
+                    for (j, selected) in chunk.iter_mut().enumerate() {
+                        *selected = word >> (63 - j) & 1 == 1;
+                    }
+                }
+            }
+            Selection::Outside { inside, width } => {
+                let start = y as usize * *width as usize + x0 as usize;
+                match inside.get(start..start + n) {
+                    Some(row) => out.extend(row.iter().map(|&i| !i)),
+                    None => out.resize(n, false),
+                }
+            }
         }
     }
 
-    /// Whether sample `(sx, sy)` of a plane with `sub` is selected: any of
-    /// the frame pixels it covers is.
-    #[inline]
-    fn sample(&self, sx: u32, sy: u32, sub: u32, frame: (u32, u32)) -> bool {
+    /// Whether samples `sx0 .. sx0 + n` of row `sy` of a plane with `sub`
+    /// are selected, into `out`: a sample is when any of the frame pixels
+    /// it covers is. `pixels` is scratch.
+    fn sample_row(
+        &self,
+        sy: u32,
+        sx0: u32,
+        n: usize,
+        (sub, frame): (u32, (u32, u32)),
+        out: &mut Vec<bool>,
+        pixels: &mut Vec<bool>,
+    ) {
         if sub == 1 {
-            return self.pixel(sx, sy);
+            self.pixel_row(sy, sx0, n, out);
+            return;
         }
-        let (x0, y0) = (sx * sub, sy * sub);
-        (y0..(y0 + sub).min(frame.1))
-            .any(|y| (x0..(x0 + sub).min(frame.0)).any(|x| self.pixel(x, y)))
+        out.clear();
+        out.resize(n, false);
+        let s = sub as usize;
+        let x0 = sx0 * sub;
+        let covered = (frame.0.saturating_sub(x0) as usize).min(n * s);
+        for y in sy * sub..(sy * sub + sub).min(frame.1) {
+            self.pixel_row(y, x0, covered, pixels);
+            for (o, block) in out.iter_mut().zip(pixels.chunks(s)) {
+                *o |= block.iter().any(|&p| p);
+            }
+        }
+    }
+}
+
+/// Copies the runs of selected samples (`c` bytes each) of `values` into
+/// `dst`, which start at the same sample.
+fn copy_selected(dst: &mut [u8], values: &[u8], selected: &[bool], c: usize) {
+    let mut x = 0;
+    while let Some(skip) = selected
+        .get(x..)
+        .and_then(|rest| rest.iter().position(|&s| s))
+    {
+        x += skip;
+        let len = selected
+            .get(x..)
+            .and_then(|rest| rest.iter().position(|&s| !s))
+            .unwrap_or(selected.len() - x);
+        let span = x * c..(x + len) * c;
+        if let (Some(out), Some(value)) = (dst.get_mut(span.clone()), values.get(span)) {
+            out.copy_from_slice(value);
+        }
+        x += len;
     }
 }
 
@@ -129,6 +198,8 @@ pub struct MaskPainter {
     sums: Vec<u32>,
     reciprocals: Vec<u64>,
     inside: Vec<bool>,
+    selected: Vec<bool>,
+    pixels: Vec<bool>,
 }
 
 impl MaskPainter {
@@ -154,9 +225,16 @@ impl MaskPainter {
             inside.clear();
             inside.resize(width as usize * height as usize, false);
             for mask in masks {
-                for (x, y) in mask_pixels(mask, width, height) {
-                    if let Some(p) = inside.get_mut(y as usize * width as usize + x as usize) {
-                        *p = true;
+                let x1 = mask.x().saturating_add(mask.width()).min(width);
+                let y1 = mask.y().saturating_add(mask.height()).min(height);
+                let n = x1.saturating_sub(mask.x()) as usize;
+                for y in mask.y()..y1 {
+                    Selection::Mask(mask).pixel_row(y, mask.x(), n, &mut self.pixels);
+                    let start = y as usize * width as usize + mask.x() as usize;
+                    if let Some(row) = inside.get_mut(start..start + n) {
+                        for (i, &p) in row.iter_mut().zip(&self.pixels) {
+                            *i |= p;
+                        }
                     }
                 }
             }
@@ -274,22 +352,25 @@ impl MaskPainter {
                 &mut self.sums,
             );
         }
+        let n = (area.x1 - area.x0) as usize;
         for y in area.y0..area.y1 {
+            selection.sample_row(
+                y,
+                area.x0,
+                n,
+                (plane.sub, size),
+                &mut self.selected,
+                &mut self.pixels,
+            );
             let Some(row) = frame.row_mut(plane.index, y as usize) else {
                 return;
             };
-            let blurred_row = (y - ext.y0) as usize * ew * c;
-            for x in area.x0..area.x1 {
-                if !selection.sample(x, y, plane.sub, size) {
-                    continue;
-                }
-                let src = blurred_row + (x - ext.x0) as usize * c;
-                let dst = x as usize * c;
-                if let (Some(out), Some(value)) =
-                    (row.get_mut(dst..dst + c), self.region.get(src..src + c))
-                {
-                    out.copy_from_slice(value);
-                }
+            let blurred = (y - ext.y0) as usize * ew * c + (area.x0 - ext.x0) as usize * c;
+            if let (Some(dst), Some(values)) = (
+                row.get_mut(area.x0 as usize * c..),
+                self.region.get(blurred..),
+            ) {
+                copy_selected(dst, values, &self.selected, c);
             }
         }
     }
@@ -303,57 +384,92 @@ impl MaskPainter {
         size: (u32, u32),
         block: u32,
     ) {
-        let b = (block / plane.sub).max(1);
+        let b = (block / plane.sub).max(1) as usize;
         let c = plane.channels;
-        // Whole blocks of the grid that meet the area.
-        let (bx0, bx1) = ((area.x0 / b) * b, area.x1.div_ceil(b) * b);
-        let columns = ((bx1 - bx0) / b) as usize;
-        let mut by = (area.y0 / b) * b;
+        // Whole blocks of the grid that meet the area, cut at the plane's
+        // right edge.
+        let bx0 = (area.x0 as usize / b) * b;
+        let bx1 = (area.x1 as usize)
+            .div_ceil(b)
+            .saturating_mul(b)
+            .min(plane.width as usize);
+        let n = (area.x1 - area.x0) as usize;
+        let mut by = (area.y0 / b as u32) * b as u32;
         while by < area.y1 {
-            let rows = by..(by + b).min(plane.height);
+            let rows = by..(by + b as u32).min(plane.height);
+            // Per block of the band: each channel's sum.
             self.sums.clear();
-            self.sums.resize(columns * (c + 1), 0);
+            self.sums.resize((bx1 - bx0).div_ceil(b) * c, 0);
             for y in rows.clone() {
-                let Some(row) = frame.row_mut(plane.index, y as usize) else {
+                let Some(part) = frame
+                    .row_mut(plane.index, y as usize)
+                    .and_then(|row| row.get(bx0 * c..bx1 * c))
+                else {
                     return;
                 };
-                for x in bx0..bx1.min(plane.width) {
-                    let k = ((x - bx0) / b) as usize * (c + 1);
-                    let at = x as usize * c;
-                    if let (Some(sample), Some(sums)) =
-                        (row.get(at..at + c), self.sums.get_mut(k..k + c + 1))
-                    {
-                        for (sum, &v) in sums.iter_mut().zip(sample) {
-                            *sum += u32::from(v);
-                        }
-                        if let Some(count) = sums.last_mut() {
-                            *count += 1;
-                        }
-                    }
+                for (sums, samples) in self.sums.chunks_exact_mut(c).zip(part.chunks(b * c)) {
+                    add_samples(sums, samples);
+                }
+            }
+            // The band's row of means, from the area's first sample on.
+            self.region.clear();
+            let height = rows.len() as u32;
+            for (k, sums) in self.sums.chunks_exact(c).enumerate() {
+                let x0 = bx0 + k * b;
+                let width = (x0 + b).min(bx1) - x0;
+                let count = (width as u32 * height).max(1);
+                let mut means = [0u8; 4];
+                for (m, &sum) in means.iter_mut().zip(sums) {
+                    *m = ((sum + count / 2) / count) as u8;
+                }
+                // The block's samples inside the area.
+                let from = x0.max(area.x0 as usize);
+                let to = (x0 + width).min(area.x1 as usize);
+                for _ in from..to {
+                    self.region
+                        .extend_from_slice(means.get(..c).unwrap_or_default());
                 }
             }
             for y in rows.clone().filter(|y| (area.y0..area.y1).contains(y)) {
-                let Some(row) = frame.row_mut(plane.index, y as usize) else {
-                    return;
-                };
-                for x in area.x0..area.x1 {
-                    if !selection.sample(x, y, plane.sub, size) {
-                        continue;
-                    }
-                    let k = ((x - bx0) / b) as usize * (c + 1);
-                    let at = x as usize * c;
-                    if let (Some(out), Some(sums)) =
-                        (row.get_mut(at..at + c), self.sums.get(k..k + c + 1))
-                    {
-                        let n = sums.last().copied().unwrap_or(1).max(1);
-                        for (o, &sum) in out.iter_mut().zip(sums) {
-                            *o = ((sum + n / 2) / n) as u8;
-                        }
-                    }
+                selection.sample_row(
+                    y,
+                    area.x0,
+                    n,
+                    (plane.sub, size),
+                    &mut self.selected,
+                    &mut self.pixels,
+                );
+                if let Some(dst) = frame
+                    .row_mut(plane.index, y as usize)
+                    .and_then(|row| row.get_mut(area.x0 as usize * c..))
+                {
+                    copy_selected(dst, &self.region, &self.selected, c);
                 }
             }
             by = rows.end;
         }
+    }
+}
+
+/// Adds each channel of `samples` (`sums.len()` bytes each) to its sum.
+fn add_samples(sums: &mut [u32], samples: &[u8]) {
+    fn of<const C: usize>(sums: &mut [u32], samples: &[u8]) {
+        let mut acc = [0u32; C];
+        for sample in samples.chunks_exact(C) {
+            for (a, &v) in acc.iter_mut().zip(sample) {
+                *a += u32::from(v);
+            }
+        }
+        for (sum, a) in sums.iter_mut().zip(acc) {
+            *sum += a;
+        }
+    }
+    match sums.len() {
+        1 => of::<1>(sums, samples),
+        2 => of::<2>(sums, samples),
+        3 => of::<3>(sums, samples),
+        4 => of::<4>(sums, samples),
+        _ => (),
     }
 }
 
@@ -379,41 +495,150 @@ fn mean(sum: u32, reciprocal: u64) -> u8 {
     ((u64::from(sum) * reciprocal + (1 << 23)) >> 24).min(255) as u8
 }
 
+/// Windows shorter than this keep `sum * reciprocal + 2^23` under 2^32
+/// (a sum is at most 255 n and the reciprocal at most 2^24 / n + 1), and
+/// the mean under 256, so [`narrow_mean`] gives [`mean`]'s result in u32,
+/// which vectorises.
+const U32_WINDOWS: usize = 32896;
+
+#[inline]
+fn narrow_mean(sum: u32, reciprocal: u32) -> u8 {
+    ((sum * reciprocal + (1 << 23)) >> 24) as u8
+}
+
+/// How the sums of windows of one size become means.
+#[derive(Debug, Clone, Copy)]
+enum Scale {
+    Narrow(u32),
+    Wide(u64),
+}
+
+impl Scale {
+    fn of(count: usize, table: &[u64]) -> Self {
+        let reciprocal = table.get(count).copied().unwrap_or(0);
+        match u32::try_from(reciprocal) {
+            Ok(narrow) if count < U32_WINDOWS => Scale::Narrow(narrow),
+            _ => Scale::Wide(reciprocal),
+        }
+    }
+
+    #[inline]
+    fn mean(self, sum: u32) -> u8 {
+        match self {
+            Scale::Narrow(reciprocal) => narrow_mean(sum, reciprocal),
+            Scale::Wide(reciprocal) => mean(sum, reciprocal),
+        }
+    }
+}
+
+/// [`mean`] of each of `sums` over windows of `count` samples.
+fn means(out: &mut [u8], sums: &[u32], count: usize, table: &[u64]) {
+    // One loop per arithmetic, so that the narrow one vectorises.
+    match Scale::of(count, table) {
+        Scale::Narrow(reciprocal) => {
+            for (o, &sum) in out.iter_mut().zip(sums) {
+                *o = narrow_mean(sum, reciprocal);
+            }
+        }
+        Scale::Wide(reciprocal) => {
+            for (o, &sum) in out.iter_mut().zip(sums) {
+                *o = mean(sum, reciprocal);
+            }
+        }
+    }
+}
+
 /// A box blur of radius `r` along the rows of a `w x h` region of `c`-byte
 /// samples. Windows are cut at the region's edges and average what they
 /// hold.
 fn blur_rows(src: &[u8], dst: &mut [u8], w: usize, c: usize, r: usize, table: &[u64]) {
-    let line = w * c;
-    if line == 0 || c > 4 {
+    // One loop per sample size, so that a sample's channels are a fixed
+    // array the compiler keeps in registers.
+    match c {
+        1 => blur_rows_of::<1>(src, dst, w, r, table),
+        2 => blur_rows_of::<2>(src, dst, w, r, table),
+        3 => blur_rows_of::<3>(src, dst, w, r, table),
+        4 => blur_rows_of::<4>(src, dst, w, r, table),
+        _ => (),
+    }
+}
+
+fn blur_rows_of<const C: usize>(src: &[u8], dst: &mut [u8], w: usize, r: usize, table: &[u64]) {
+    let line = w * C;
+    if line == 0 {
         return;
     }
+    // A window reaching past both ends of the row holds the whole row
+    // whatever the radius.
+    let r = r.min(w - 1);
+    let add = |sum: &mut [u32; C], sample: &[u8]| {
+        for (acc, &v) in sum.iter_mut().zip(sample) {
+            *acc += u32::from(v);
+        }
+    };
+    let sub = |sum: &mut [u32; C], sample: &[u8]| {
+        for (acc, &v) in sum.iter_mut().zip(sample) {
+            *acc -= u32::from(v);
+        }
+    };
+    let put = |out: &mut [u8], sum: &[u32; C], count: usize| {
+        let scale = Scale::of(count, table);
+        for (o, &acc) in out.iter_mut().zip(sum) {
+            *o = scale.mean(acc);
+        }
+    };
+    // Samples r .. w - r - 1: windows inside the row with a sample after
+    // them to take in.
+    let inner = w.saturating_sub(2 * r + 1);
     for (s, d) in src.chunks_exact(line).zip(dst.chunks_exact_mut(line)) {
-        let mut sum = [0u32; 4];
-        for sample in s.chunks_exact(c).take(r + 1) {
-            for (acc, &v) in sum.iter_mut().zip(sample) {
-                *acc += u32::from(v);
+        let mut sum = [0u32; C];
+        for sample in s.chunks_exact(C).take(r + 1) {
+            add(&mut sum, sample);
+        }
+        let mut outs = d.chunks_exact_mut(C);
+        // The left end: windows cut at 0.
+        for (x, out) in outs.by_ref().take(r).enumerate() {
+            put(out, &sum, (x + r).min(w - 1) + 1);
+            if let Some(incoming) = s.get((x + r + 1) * C..(x + r + 2) * C) {
+                add(&mut sum, incoming);
             }
         }
-        for x in 0..w {
-            let count = (x + r).min(w - 1) + 1 - x.saturating_sub(r);
-            let reciprocal = table.get(count).copied().unwrap_or(0);
-            if let Some(out) = d.get_mut(x * c..x * c + c) {
-                for (o, &acc) in out.iter_mut().zip(&sum) {
-                    *o = mean(acc, reciprocal);
-                }
+        // Whole windows: one sample in, one out, no bounds to test, and
+        // one reciprocal.
+        let incoming = s.get((2 * r + 1) * C..).unwrap_or_default().chunks_exact(C);
+        let windows = outs
+            .by_ref()
+            .take(inner)
+            .zip(incoming.zip(s.chunks_exact(C)));
+        match Scale::of(2 * r + 1, table) {
+            Scale::Narrow(reciprocal) => {
+                slide(windows, &mut sum, |acc| narrow_mean(acc, reciprocal))
             }
-            if let Some(incoming) = s.get((x + r + 1) * c..(x + r + 2) * c) {
-                for (acc, &v) in sum.iter_mut().zip(incoming) {
-                    *acc += u32::from(v);
-                }
+            Scale::Wide(reciprocal) => slide(windows, &mut sum, |acc| mean(acc, reciprocal)),
+        }
+        // The right end: windows cut at w - 1, nothing more to take in.
+        for (x, out) in (r + inner..).zip(outs) {
+            put(out, &sum, w - x.saturating_sub(r));
+            if let Some(outgoing) = s.get((x - r) * C..(x - r + 1) * C) {
+                sub(&mut sum, outgoing);
             }
-            if x >= r
-                && let Some(outgoing) = s.get((x - r) * c..(x - r + 1) * c)
-            {
-                for (acc, &v) in sum.iter_mut().zip(outgoing) {
-                    *acc -= u32::from(v);
-                }
-            }
+        }
+    }
+}
+
+/// Writes the window's means and slides it on by one sample, for each
+/// output sample with the sample coming in and the one going out.
+fn slide<'a, const C: usize>(
+    windows: impl Iterator<Item = (&'a mut [u8], (&'a [u8], &'a [u8]))>,
+    sum: &mut [u32; C],
+    scale: impl Fn(u32) -> u8,
+) {
+    for (out, (incoming, outgoing)) in windows {
+        for (o, &acc) in out.iter_mut().zip(sum.iter()) {
+            *o = scale(acc);
+        }
+        for ((acc, &i), &o) in sum.iter_mut().zip(incoming).zip(outgoing) {
+            *acc = *acc + u32::from(i) - u32::from(o);
         }
     }
 }
@@ -444,10 +669,7 @@ fn blur_columns(
     }
     for (y, out) in dst.chunks_exact_mut(line).take(h).enumerate() {
         let count = (y + r).min(h - 1) + 1 - y.saturating_sub(r);
-        let reciprocal = table.get(count).copied().unwrap_or(0);
-        for (o, &acc) in out.iter_mut().zip(sums.iter()) {
-            *o = mean(acc, reciprocal);
-        }
+        means(out, sums, count, table);
         if let Some(incoming) = row(y + r + 1) {
             for (acc, &v) in sums.iter_mut().zip(incoming) {
                 *acc += u32::from(v);
@@ -650,6 +872,314 @@ mod tests {
             for x in 8..12 {
                 for ch in 0..3 {
                     assert_eq!(after[0][y * s + x * 3 + ch], mean(ch));
+                }
+            }
+        }
+    }
+
+    /// The blur passes as first written: one window update per sample,
+    /// bounds tested each time, a mean per sample in u64.
+    fn blur_rows_reference(
+        src: &[u8],
+        dst: &mut [u8],
+        w: usize,
+        c: usize,
+        r: usize,
+        table: &[u64],
+    ) {
+        let line = w * c;
+        if line == 0 || c > 4 {
+            return;
+        }
+        for (s, d) in src.chunks_exact(line).zip(dst.chunks_exact_mut(line)) {
+            let mut sum = [0u32; 4];
+            for sample in s.chunks_exact(c).take(r + 1) {
+                for (acc, &v) in sum.iter_mut().zip(sample) {
+                    *acc += u32::from(v);
+                }
+            }
+            for x in 0..w {
+                let count = (x + r).min(w - 1) + 1 - x.saturating_sub(r);
+                let reciprocal = table.get(count).copied().unwrap_or(0);
+                if let Some(out) = d.get_mut(x * c..x * c + c) {
+                    for (o, &acc) in out.iter_mut().zip(&sum) {
+                        *o = mean(acc, reciprocal);
+                    }
+                }
+                if let Some(incoming) = s.get((x + r + 1) * c..(x + r + 2) * c) {
+                    for (acc, &v) in sum.iter_mut().zip(incoming) {
+                        *acc += u32::from(v);
+                    }
+                }
+                if x >= r
+                    && let Some(outgoing) = s.get((x - r) * c..(x - r + 1) * c)
+                {
+                    for (acc, &v) in sum.iter_mut().zip(outgoing) {
+                        *acc -= u32::from(v);
+                    }
+                }
+            }
+        }
+    }
+
+    fn blur_columns_reference(
+        src: &[u8],
+        dst: &mut [u8],
+        line: usize,
+        h: usize,
+        r: usize,
+        table: &[u64],
+        sums: &mut Vec<u32>,
+    ) {
+        if line == 0 || h == 0 {
+            return;
+        }
+        sums.clear();
+        sums.resize(line, 0);
+        let row = |y: usize| src.get(y * line..(y + 1) * line);
+        for y in 0..=r.min(h - 1) {
+            if let Some(values) = row(y) {
+                for (acc, &v) in sums.iter_mut().zip(values) {
+                    *acc += u32::from(v);
+                }
+            }
+        }
+        for (y, out) in dst.chunks_exact_mut(line).take(h).enumerate() {
+            let count = (y + r).min(h - 1) + 1 - y.saturating_sub(r);
+            let reciprocal = table.get(count).copied().unwrap_or(0);
+            for (o, &acc) in out.iter_mut().zip(sums.iter()) {
+                *o = mean(acc, reciprocal);
+            }
+            if let Some(incoming) = row(y + r + 1) {
+                for (acc, &v) in sums.iter_mut().zip(incoming) {
+                    *acc += u32::from(v);
+                }
+            }
+            if y >= r
+                && let Some(outgoing) = row(y - r)
+            {
+                for (acc, &v) in sums.iter_mut().zip(outgoing) {
+                    *acc -= u32::from(v);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn blur_passes_equal_their_first_form() {
+        let mut seed = 3u64;
+        let mut next = move |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        let (mut table, mut sums) = (Vec::new(), Vec::new());
+        for _ in 0..400 {
+            let (w, h, c) = (1 + next(40), 1 + next(12), 1 + next(4));
+            let reach = if next(4) == 0 { 60 } else { 6 };
+            let r = 1 + next(reach);
+            // Mostly extremes, so sums reach 255 per sample.
+            let src: Vec<u8> = (0..w * h * c)
+                .map(|_| match next(3) {
+                    0 => 0,
+                    1 => 255,
+                    _ => next(256) as u8,
+                })
+                .collect();
+            reciprocals(r, &mut table);
+            let (mut fast, mut reference) = (vec![0u8; src.len()], vec![0u8; src.len()]);
+            blur_rows(&src, &mut fast, w, c, r, &table);
+            blur_rows_reference(&src, &mut reference, w, c, r, &table);
+            assert_eq!(fast, reference, "rows {w}x{h}x{c}, r {r}");
+            blur_columns(&src, &mut fast, w * c, h, r, &table, &mut sums);
+            blur_columns_reference(&src, &mut reference, w * c, h, r, &table, &mut sums);
+            assert_eq!(fast, reference, "columns {w}x{h}x{c}, r {r}");
+        }
+        // Windows of U32_WINDOWS samples and more take the u64 means.
+        for count in [U32_WINDOWS - 1, U32_WINDOWS, 70_000] {
+            reciprocals(count / 2, &mut table);
+            let sums = [0, 1, count as u32 * 128, count as u32 * 255];
+            let mut out = [0u8; 4];
+            means(&mut out, &sums, count, &table);
+            let expected = sums.map(|sum| mean(sum, table[count]));
+            assert_eq!(out, expected, "{count}");
+            assert_eq!(out[3], 255);
+        }
+    }
+
+    /// `apply` by its definition, sample by sample: per plane, each mask
+    /// in turn (or, inverted, the outside of all at once) blurred from its
+    /// box plus the blur's reach with the first-form passes, or pixelated
+    /// from whole grid blocks, written where any pixel a sample covers is
+    /// selected.
+    fn reference_apply(
+        format: PixelFormat,
+        (w, h): (u32, u32),
+        before: &[Vec<u8>],
+        strides: &[usize],
+        masks: &[&BitMask],
+        effect: MaskEffect,
+        invert: bool,
+    ) -> Vec<Vec<u8>> {
+        let mut out = before.to_vec();
+        let passes: Vec<(Vec<&BitMask>, Option<&BitMask>)> = if invert {
+            vec![(masks.to_vec(), None)]
+        } else {
+            masks.iter().map(|&m| (vec![m], Some(m))).collect()
+        };
+        for plane in super::planes(format, w, h) {
+            let (sub, c, stride) = (plane.sub, plane.channels, strides[plane.index]);
+            for (selecting, bounds) in &passes {
+                let selected = |sx: u32, sy: u32| {
+                    (0..sub).any(|dy| {
+                        (0..sub).any(|dx| {
+                            let (x, y) = (sx * sub + dx, sy * sub + dy);
+                            x < w && y < h && selecting.iter().any(|m| m.contains(x, y)) != invert
+                        })
+                    })
+                };
+                let (x0, y0, x1, y1) = match bounds {
+                    Some(m) => (
+                        m.x() / sub,
+                        m.y() / sub,
+                        (m.x() + m.width()).min(w).div_ceil(sub).min(plane.width),
+                        (m.y() + m.height()).min(h).div_ceil(sub).min(plane.height),
+                    ),
+                    None => (0, 0, plane.width, plane.height),
+                };
+                if x0 >= x1 || y0 >= y1 {
+                    continue;
+                }
+                let snapshot = out[plane.index].clone();
+                let at = |sx: u32, sy: u32| sy as usize * stride + sx as usize * c;
+                let mut write = |sx: u32, sy: u32, value: &[u8]| {
+                    let i = at(sx, sy);
+                    out[plane.index][i..i + c].copy_from_slice(value);
+                };
+                match effect {
+                    MaskEffect::Blur { radius } => {
+                        let r = (radius / sub).max(1);
+                        let (ex0, ey0) = (x0.saturating_sub(r), y0.saturating_sub(r));
+                        let (ex1, ey1) = ((x1 + r).min(plane.width), (y1 + r).min(plane.height));
+                        let (ew, eh) = ((ex1 - ex0) as usize, (ey1 - ey0) as usize);
+                        let mut region: Vec<u8> = (ey0..ey1)
+                            .flat_map(|sy| snapshot[at(ex0, sy)..at(ex1, sy)].to_vec())
+                            .collect();
+                        let (mut table, mut sums) = (Vec::new(), Vec::new());
+                        reciprocals(r as usize, &mut table);
+                        let mut scratch = vec![0u8; region.len()];
+                        for _ in 0..2 {
+                            blur_rows_reference(&region, &mut scratch, ew, c, r as usize, &table);
+                            blur_columns_reference(
+                                &scratch,
+                                &mut region,
+                                ew * c,
+                                eh,
+                                r as usize,
+                                &table,
+                                &mut sums,
+                            );
+                        }
+                        for sy in y0..y1 {
+                            for sx in (x0..x1).filter(|&sx| selected(sx, sy)) {
+                                let i = (sy - ey0) as usize * ew * c + (sx - ex0) as usize * c;
+                                write(sx, sy, &region[i..i + c]);
+                            }
+                        }
+                    }
+                    MaskEffect::Pixelate { block } => {
+                        let b = (block / sub).max(1);
+                        for sy in y0..y1 {
+                            for sx in (x0..x1).filter(|&sx| selected(sx, sy)) {
+                                let (bx, by) = (sx / b * b, sy / b * b);
+                                let cells: Vec<(u32, u32)> = (by..(by + b).min(plane.height))
+                                    .flat_map(|y| {
+                                        (bx..(bx + b).min(plane.width)).map(move |x| (x, y))
+                                    })
+                                    .collect();
+                                let n = cells.len() as u32;
+                                let mean: Vec<u8> = (0..c)
+                                    .map(|ch| {
+                                        let sum: u32 = cells
+                                            .iter()
+                                            .map(|&(x, y)| u32::from(snapshot[at(x, y) + ch]))
+                                            .sum();
+                                        ((sum + n / 2) / n) as u8
+                                    })
+                                    .collect();
+                                write(sx, sy, &mean);
+                            }
+                        }
+                    }
+                    MaskEffect::Alpha => (),
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn blur_and_pixelate_equal_their_definition() {
+        let mut seed = 5u64;
+        let mut next = move |n: u32| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) % u64::from(n)) as u32
+        };
+        for (w, h) in [(37, 23), (40, 30), (1, 1), (70, 9), (2, 17)] {
+            for format in PixelFormat::ALL {
+                let (mut before, strides) = planes(format, w, h);
+                for plane in &mut before {
+                    for v in plane.iter_mut() {
+                        *v = next(256) as u8;
+                    }
+                }
+                // Masks inside, across the edges and overlapping each other;
+                // one of them wider than 64 pixels where the frame is.
+                let masks: Vec<BitMask> = (0..3)
+                    .map(|k| {
+                        let (mw, mh) = (1 + next(if k == 0 { 80 } else { 20 }), 1 + next(15));
+                        let (x, y) = (next(w + 5), next(h + 5));
+                        let density = 3 + next(7);
+                        BitMask::from_fn(x, y, mw, mh, |_, _| next(10) < density)
+                    })
+                    .collect();
+                let masks: Vec<&BitMask> = masks.iter().collect();
+                for effect in [
+                    MaskEffect::Blur { radius: 1 },
+                    MaskEffect::Blur { radius: 5 },
+                    MaskEffect::Blur { radius: 40 },
+                    MaskEffect::Pixelate { block: 1 },
+                    MaskEffect::Pixelate { block: 3 },
+                    MaskEffect::Pixelate { block: 8 },
+                ] {
+                    for invert in [false, true] {
+                        let mut after = before.clone();
+                        {
+                            let refs: Vec<&mut [u8]> =
+                                after.iter_mut().map(|p| &mut p[..]).collect();
+                            let mut frame =
+                                FrameViewMut::new(format, w, h, refs, &strides).unwrap();
+                            MaskPainter::new()
+                                .apply(&mut frame, &masks, effect, invert)
+                                .unwrap();
+                        }
+                        let expected = reference_apply(
+                            format,
+                            (w, h),
+                            &before,
+                            &strides,
+                            &masks,
+                            effect,
+                            invert,
+                        );
+                        assert!(
+                            after == expected,
+                            "{format} {w}x{h} {effect:?} invert={invert}"
+                        );
+                    }
                 }
             }
         }

@@ -23,6 +23,8 @@ pub mod masks;
 pub mod onnx;
 pub mod prompt;
 pub mod segmenter;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod video;
 
 pub use error::{Error, LayoutMismatch};

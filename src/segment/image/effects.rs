@@ -877,103 +877,39 @@ mod tests {
         }
     }
 
-    /// The blur passes as first written: one window update per sample,
-    /// bounds tested each time, a mean per sample in u64.
-    fn blur_rows_reference(
+    /// One box-blur pass by its definition: each sample the [`mean`] of
+    /// the samples of its channel within `r` of it along the rows (or the
+    /// columns) of a `w x h` region, the window cut at the region's edges.
+    fn window_means(
         src: &[u8],
-        dst: &mut [u8],
-        w: usize,
-        c: usize,
+        (w, h, c): (usize, usize, usize),
         r: usize,
         table: &[u64],
-    ) {
-        let line = w * c;
-        if line == 0 || c > 4 {
-            return;
-        }
-        for (s, d) in src.chunks_exact(line).zip(dst.chunks_exact_mut(line)) {
-            let mut sum = [0u32; 4];
-            for sample in s.chunks_exact(c).take(r + 1) {
-                for (acc, &v) in sum.iter_mut().zip(sample) {
-                    *acc += u32::from(v);
-                }
-            }
+        along_rows: bool,
+    ) -> Vec<u8> {
+        let mut out = vec![0u8; src.len()];
+        for y in 0..h {
             for x in 0..w {
-                let count = (x + r).min(w - 1) + 1 - x.saturating_sub(r);
-                let reciprocal = table.get(count).copied().unwrap_or(0);
-                if let Some(out) = d.get_mut(x * c..x * c + c) {
-                    for (o, &acc) in out.iter_mut().zip(&sum) {
-                        *o = mean(acc, reciprocal);
-                    }
-                }
-                if let Some(incoming) = s.get((x + r + 1) * c..(x + r + 2) * c) {
-                    for (acc, &v) in sum.iter_mut().zip(incoming) {
-                        *acc += u32::from(v);
-                    }
-                }
-                if x >= r
-                    && let Some(outgoing) = s.get((x - r) * c..(x - r + 1) * c)
-                {
-                    for (acc, &v) in sum.iter_mut().zip(outgoing) {
-                        *acc -= u32::from(v);
-                    }
+                let (at, len) = if along_rows { (x, w) } else { (y, h) };
+                let (lo, hi) = (at.saturating_sub(r), (at + r).min(len - 1));
+                for ch in 0..c {
+                    let sum: u32 = (lo..=hi)
+                        .map(|p| {
+                            let (px, py) = if along_rows { (p, y) } else { (x, p) };
+                            u32::from(src[(py * w + px) * c + ch])
+                        })
+                        .sum();
+                    out[(y * w + x) * c + ch] = mean(sum, table[hi - lo + 1]);
                 }
             }
         }
-    }
-
-    fn blur_columns_reference(
-        src: &[u8],
-        dst: &mut [u8],
-        line: usize,
-        h: usize,
-        r: usize,
-        table: &[u64],
-        sums: &mut Vec<u32>,
-    ) {
-        if line == 0 || h == 0 {
-            return;
-        }
-        sums.clear();
-        sums.resize(line, 0);
-        let row = |y: usize| src.get(y * line..(y + 1) * line);
-        for y in 0..=r.min(h - 1) {
-            if let Some(values) = row(y) {
-                for (acc, &v) in sums.iter_mut().zip(values) {
-                    *acc += u32::from(v);
-                }
-            }
-        }
-        for (y, out) in dst.chunks_exact_mut(line).take(h).enumerate() {
-            let count = (y + r).min(h - 1) + 1 - y.saturating_sub(r);
-            let reciprocal = table.get(count).copied().unwrap_or(0);
-            for (o, &acc) in out.iter_mut().zip(sums.iter()) {
-                *o = mean(acc, reciprocal);
-            }
-            if let Some(incoming) = row(y + r + 1) {
-                for (acc, &v) in sums.iter_mut().zip(incoming) {
-                    *acc += u32::from(v);
-                }
-            }
-            if y >= r
-                && let Some(outgoing) = row(y - r)
-            {
-                for (acc, &v) in sums.iter_mut().zip(outgoing) {
-                    *acc -= u32::from(v);
-                }
-            }
-        }
+        out
     }
 
     #[test]
-    fn blur_passes_equal_their_first_form() {
-        let mut seed = 3u64;
-        let mut next = move |n: usize| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (seed >> 33) as usize % n
-        };
+    fn blur_passes_equal_their_definition() {
+        let mut below = crate::segment::testing::random_below(3);
+        let mut next = move |n: usize| below(n as u32) as usize;
         let (mut table, mut sums) = (Vec::new(), Vec::new());
         for _ in 0..400 {
             let (w, h, c) = (1 + next(40), 1 + next(12), 1 + next(4));
@@ -988,13 +924,13 @@ mod tests {
                 })
                 .collect();
             reciprocals(r, &mut table);
-            let (mut fast, mut reference) = (vec![0u8; src.len()], vec![0u8; src.len()]);
-            blur_rows(&src, &mut fast, w, c, r, &table);
-            blur_rows_reference(&src, &mut reference, w, c, r, &table);
-            assert_eq!(fast, reference, "rows {w}x{h}x{c}, r {r}");
-            blur_columns(&src, &mut fast, w * c, h, r, &table, &mut sums);
-            blur_columns_reference(&src, &mut reference, w * c, h, r, &table, &mut sums);
-            assert_eq!(fast, reference, "columns {w}x{h}x{c}, r {r}");
+            let mut out = vec![0u8; src.len()];
+            blur_rows(&src, &mut out, w, c, r, &table);
+            let rows = window_means(&src, (w, h, c), r, &table, true);
+            assert_eq!(out, rows, "rows {w}x{h}x{c}, r {r}");
+            blur_columns(&src, &mut out, w * c, h, r, &table, &mut sums);
+            let columns = window_means(&src, (w, h, c), r, &table, false);
+            assert_eq!(out, columns, "columns {w}x{h}x{c}, r {r}");
         }
         // Windows of U32_WINDOWS samples and more take the u64 means.
         for count in [U32_WINDOWS - 1, U32_WINDOWS, 70_000] {
@@ -1010,7 +946,7 @@ mod tests {
 
     /// `apply` by its definition, sample by sample: per plane, each mask
     /// in turn (or, inverted, the outside of all at once) blurred from its
-    /// box plus the blur's reach with the first-form passes, or pixelated
+    /// box plus the blur's reach with the passes by their definition, or pixelated
     /// from whole grid blocks, written where any pixel a sample covers is
     /// selected.
     fn reference_apply(
@@ -1066,20 +1002,11 @@ mod tests {
                         let mut region: Vec<u8> = (ey0..ey1)
                             .flat_map(|sy| snapshot[at(ex0, sy)..at(ex1, sy)].to_vec())
                             .collect();
-                        let (mut table, mut sums) = (Vec::new(), Vec::new());
+                        let mut table = Vec::new();
                         reciprocals(r as usize, &mut table);
-                        let mut scratch = vec![0u8; region.len()];
                         for _ in 0..2 {
-                            blur_rows_reference(&region, &mut scratch, ew, c, r as usize, &table);
-                            blur_columns_reference(
-                                &scratch,
-                                &mut region,
-                                ew * c,
-                                eh,
-                                r as usize,
-                                &table,
-                                &mut sums,
-                            );
+                            let rows = window_means(&region, (ew, eh, c), r as usize, &table, true);
+                            region = window_means(&rows, (ew, eh, c), r as usize, &table, false);
                         }
                         for sy in y0..y1 {
                             for sx in (x0..x1).filter(|&sx| selected(sx, sy)) {
@@ -1121,13 +1048,7 @@ mod tests {
 
     #[test]
     fn blur_and_pixelate_equal_their_definition() {
-        let mut seed = 5u64;
-        let mut next = move |n: u32| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) % u64::from(n)) as u32
-        };
+        let mut next = crate::segment::testing::random_below(5);
         for (w, h) in [(37, 23), (40, 30), (1, 1), (70, 9), (2, 17)] {
             for format in PixelFormat::ALL {
                 let (mut before, strides) = planes(format, w, h);

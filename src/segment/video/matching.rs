@@ -262,13 +262,7 @@ mod tests {
 
     #[test]
     fn word_counts_equal_pixel_counts() {
-        let mut seed = 7u64;
-        let mut next = move |n: u32| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) % u64::from(n)) as u32
-        };
+        let mut next = crate::segment::testing::random_below(7);
         for _ in 0..300 {
             let (x, y, w, h) = (next(40), next(40), 1 + next(150), 1 + next(20));
             let density = 1 + next(9);

@@ -190,13 +190,7 @@ mod tests {
 
     #[test]
     fn bounded_checks_reject_what_counting_every_pair_rejects() {
-        let mut seed = 11u64;
-        let mut next = move |n: u32| {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((seed >> 33) % u64::from(n)) as u32
-        };
+        let mut next = crate::segment::testing::random_below(11);
         let mut rejections = 0;
         for round in 0..40 {
             // A few base shapes, each result a jittered, partly eroded copy

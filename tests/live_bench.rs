@@ -10,6 +10,10 @@
 //!   `TINYSAM_BENCH_SECONDS` (20) seconds through `processing=sync` and then
 //!   `processing=async`, into a `sync=true` sink: frames delivered out of
 //!   frames produced, inferences per second, mean and max mask age.
+//!   `TINYSAM_BENCH_SIZE` (`WIDTHxHEIGHT`) changes the frame size and
+//!   `TINYSAM_BENCH_PROPERTIES` adds properties to `tinysam`, for example
+//!   `overlay=true overlay-mode=blur overlay-invert=true` for a background
+//!   blur drawn on every frame.
 //! - `everything_grid_every_frame_vs_tracking`: everything mode on a moving
 //!   scene, ms per frame with the grid on every inference against the grid
 //!   every `everything-interval` inferences plus tracking.
@@ -42,19 +46,29 @@ fn live_sync_vs_async() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
     let frames = seconds * 30;
+    let size = std::env::var("TINYSAM_BENCH_SIZE").unwrap_or_else(|_| "1280x720".into());
+    let (width, height) = size
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+        .expect("TINYSAM_BENCH_SIZE is WIDTHxHEIGHT");
+    let properties = std::env::var("TINYSAM_BENCH_PROPERTIES").unwrap_or_default();
     println!("CPU: {}", cpu_description());
     println!(
-        "live 1280x720 at 30 fps, {seconds} s ({frames} frames), model {}, one point prompt:",
+        "live {width}x{height} at 30 fps, {seconds} s ({frames} frames), model {}, one point \
+         prompt, properties [{properties}]:",
         bench_model()
     );
     println!("  mode   delivered   inferences/s   mean age ms   max age ms   wall s");
     for mode in ["sync", "async"] {
         let description = format!(
             "videotestsrc is-live=true num-buffers={frames} pattern=ball \
-             ! video/x-raw,format=NV12,width=1280,height=720,framerate=30/1 \
-             ! tinysam model=\"{}\" processing={mode} prompts=\"point=640,360\" everything-mode=none \
+             ! video/x-raw,format=NV12,width={width},height={height},framerate=30/1 \
+             ! tinysam model=\"{}\" processing={mode} prompts=\"point={},{}\" everything-mode=none \
+               {properties} \
              ! fakesink name=sink sync=true qos=true",
-            bench_model()
+            bench_model(),
+            width / 2,
+            height / 2
         );
         let delivered = Arc::new(Mutex::new(Delivered::default()));
         let theirs = Arc::clone(&delivered);

@@ -218,25 +218,21 @@ impl MaskPainter {
     ) -> Result<(), EffectError> {
         let (width, height) = (frame.width(), frame.height());
         if let MaskEffect::Alpha = effect {
-            return cut_out(frame, masks, invert);
+            return cut_out(frame, masks, invert, &mut self.pixels);
         }
         let mut inside = std::mem::take(&mut self.inside);
         let result = if invert {
             inside.clear();
             inside.resize(width as usize * height as usize, false);
             for mask in masks {
-                let x1 = mask.x().saturating_add(mask.width()).min(width);
-                let y1 = mask.y().saturating_add(mask.height()).min(height);
-                let n = x1.saturating_sub(mask.x()) as usize;
-                for y in mask.y()..y1 {
-                    Selection::Mask(mask).pixel_row(y, mask.x(), n, &mut self.pixels);
-                    let start = y as usize * width as usize + mask.x() as usize;
-                    if let Some(row) = inside.get_mut(start..start + n) {
-                        for (i, &p) in row.iter_mut().zip(&self.pixels) {
+                mask_rows(mask, (width, height), &mut self.pixels, |y, x0, set| {
+                    let start = y as usize * width as usize + x0 as usize;
+                    if let Some(row) = inside.get_mut(start..start + set.len()) {
+                        for (i, &p) in row.iter_mut().zip(set) {
                             *i |= p;
                         }
                     }
-                }
+                });
             }
             let selection = Selection::Outside {
                 inside: &inside,
@@ -473,13 +469,22 @@ fn add_samples(sums: &mut [u32], samples: &[u8]) {
     }
 }
 
-/// The frame pixels of `mask` inside a `width` x `height` frame.
-fn mask_pixels(mask: &BitMask, width: u32, height: u32) -> impl Iterator<Item = (u32, u32)> + '_ {
+/// Calls `each(y, x0, set)` for each row `y` of `mask` inside a `width x
+/// height` frame, with which of its pixels from column `x0` on are set.
+/// `pixels` is scratch.
+fn mask_rows(
+    mask: &BitMask,
+    (width, height): (u32, u32),
+    pixels: &mut Vec<bool>,
+    mut each: impl FnMut(u32, u32, &[bool]),
+) {
     let x1 = mask.x().saturating_add(mask.width()).min(width);
     let y1 = mask.y().saturating_add(mask.height()).min(height);
-    (mask.y()..y1).flat_map(move |y| {
-        (mask.x()..x1).filter_map(move |x| mask.contains(x, y).then_some((x, y)))
-    })
+    let n = x1.saturating_sub(mask.x()) as usize;
+    for y in mask.y()..y1 {
+        Selection::Mask(mask).pixel_row(y, mask.x(), n, pixels);
+        each(y, mask.x(), pixels);
+    }
 }
 
 /// `1 / count` in 24-bit fixed point, for every window size a blur of
@@ -691,6 +696,7 @@ fn cut_out(
     frame: &mut FrameViewMut<'_>,
     masks: &[&BitMask],
     invert: bool,
+    pixels: &mut Vec<bool>,
 ) -> Result<(), EffectError> {
     let format = frame.format();
     let Some((bpp, alpha)) = format
@@ -709,14 +715,19 @@ fn cut_out(
         }
     }
     for mask in masks {
-        for (x, y) in mask_pixels(mask, width, height) {
-            if let Some(a) = frame
+        mask_rows(mask, (width, height), pixels, |y, x0, set| {
+            let Some(row) = frame
                 .row_mut(0, y as usize)
-                .and_then(|row| row.get_mut(x as usize * bpp + alpha))
-            {
-                *a = inside;
+                .and_then(|row| row.get_mut(x0 as usize * bpp..))
+            else {
+                return;
+            };
+            for (pixel, _) in row.chunks_exact_mut(bpp).zip(set).filter(|(_, s)| **s) {
+                if let Some(a) = pixel.get_mut(alpha) {
+                    *a = inside;
+                }
             }
-        }
+        });
     }
     Ok(())
 }
@@ -1134,30 +1145,42 @@ mod tests {
 
     #[test]
     fn the_cut_out_writes_only_alpha() {
-        let mask = BitMask::from_fn(3, 4, 5, 6, |c, _| c != 2);
+        // Two masks that overlap, one across the frame's right and bottom
+        // edges and wider than a 64-pixel word.
+        let a = BitMask::from_fn(3, 4, 5, 6, |c, _| c != 2);
+        let b = BitMask::from_fn(6, 7, 70, 9, |c, r| (c + r) % 3 != 0);
         for format in PixelFormat::ALL {
-            let (w, h) = (12, 10);
-            let (before, strides) = planes(format, w, h);
-            let mut after = before.clone();
-            let result = {
-                let refs: Vec<&mut [u8]> = after.iter_mut().map(|p| &mut p[..]).collect();
-                let mut frame = FrameViewMut::new(format, w, h, refs, &strides).unwrap();
-                MaskPainter::new().apply(&mut frame, &[&mask], MaskEffect::Alpha, false)
-            };
-            let Some(alpha) = format.packed_layout().and_then(|l| l.alpha) else {
-                assert_eq!(result, Err(EffectError::NoAlpha(format)));
-                assert_eq!(before, after, "{format}: a refused cut-out writes nothing");
-                continue;
-            };
-            result.unwrap();
-            for y in 0..h {
-                for x in 0..w {
-                    let at = y as usize * strides[0] + x as usize * 4;
-                    let expected = if mask.contains(x, y) { 255 } else { 0 };
-                    assert_eq!(after[0][at + alpha], expected, "{format} ({x}, {y})");
-                    for ch in (0..4).filter(|&ch| ch != alpha) {
-                        assert_eq!(after[0][at + ch], before[0][at + ch]);
+            for invert in [false, true] {
+                let (w, h) = (72, 12);
+                let (before, strides) = planes(format, w, h);
+                let mut after = before.clone();
+                let result = {
+                    let refs: Vec<&mut [u8]> = after.iter_mut().map(|p| &mut p[..]).collect();
+                    let mut frame = FrameViewMut::new(format, w, h, refs, &strides).unwrap();
+                    MaskPainter::new().apply(&mut frame, &[&a, &b], MaskEffect::Alpha, invert)
+                };
+                let Some(alpha) = format.packed_layout().and_then(|l| l.alpha) else {
+                    assert_eq!(result, Err(EffectError::NoAlpha(format)));
+                    assert_eq!(before, after, "{format}: a refused cut-out writes nothing");
+                    continue;
+                };
+                result.unwrap();
+                for y in 0..h {
+                    for x in 0..w {
+                        let at = y as usize * strides[0] + x as usize * 4;
+                        let selected = a.contains(x, y) || b.contains(x, y);
+                        let expected = if selected != invert { 255 } else { 0 };
+                        assert_eq!(after[0][at + alpha], expected, "{format} ({x}, {y})");
+                        for ch in (0..4).filter(|&ch| ch != alpha) {
+                            assert_eq!(after[0][at + ch], before[0][at + ch]);
+                        }
                     }
+                }
+                // Stride padding is never written.
+                let (row_bytes, rows) = format.plane_size(0, w, h).unwrap();
+                for r in 0..rows {
+                    let pad = r * strides[0] + row_bytes..(r + 1) * strides[0];
+                    assert_eq!(before[0][pad.clone()], after[0][pad]);
                 }
             }
         }

@@ -8,8 +8,11 @@
 //! inverted effects touch the whole frame, with one frame-size selection
 //! map per frame, not per object. Pixels not selected are never written in
 //! packed formats and in the luma plane. A 4:2:0 chroma sample is shared by
-//! 2x2 pixels and is changed when any of them is selected. The scratch
-//! buffers live in [`MaskPainter`] and are reused from frame to frame.
+//! 2x2 pixels and is changed when any of them is selected. Effects go a
+//! row at a time: a row's selection is worked out once, from the mask's
+//! 64-pixel words or the map, and its selected runs are copied whole. The
+//! scratch buffers live in [`MaskPainter`] and are reused from frame to
+//! frame.
 
 use std::fmt;
 

@@ -109,18 +109,8 @@ impl Selection<'_> {
                     return;
                 }
                 let bit = row as usize * mask.width() as usize + (from - mx0) as usize;
-                let Some(part) = out.get_mut((from - x0) as usize..(to - x0) as usize) else {
-                    return;
-                };
-                // 64 pixels per word of the mask.
-                for (k, chunk) in part.chunks_mut(64).enumerate() {
-                    let word = mask.word_at(bit + 64 * k, chunk.len());
-                    if word == 0 {
-                        continue;
-                    }
-                    for (j, selected) in chunk.iter_mut().enumerate() {
-                        *selected = word >> (63 - j) & 1 == 1;
-                    }
+                if let Some(part) = out.get_mut((from - x0) as usize..(to - x0) as usize) {
+                    mask.unpack(bit, part);
                 }
             }
             Selection::Outside { inside, width } => {
@@ -201,8 +191,44 @@ pub struct MaskPainter {
     sums: Vec<u32>,
     reciprocals: Vec<u64>,
     inside: Vec<bool>,
+    rows: SelectedRow,
+}
+
+/// Writes effect results into the samples of one row that a selection
+/// picks, with the row's selection as scratch.
+#[derive(Debug, Default)]
+struct SelectedRow {
     selected: Vec<bool>,
     pixels: Vec<bool>,
+}
+
+impl SelectedRow {
+    /// Copies `values`, the new samples of row `y` of `plane` from column
+    /// `x0` on (`n` of them), where `selection` picks them.
+    fn write(
+        &mut self,
+        frame: &mut FrameViewMut<'_>,
+        plane: &Plane,
+        (y, x0, n): (u32, u32, usize),
+        (selection, size): (Selection<'_>, (u32, u32)),
+        values: &[u8],
+    ) {
+        let c = plane.channels;
+        selection.sample_row(
+            y,
+            x0,
+            n,
+            (plane.sub, size),
+            &mut self.selected,
+            &mut self.pixels,
+        );
+        if let Some(dst) = frame
+            .row_mut(plane.index, y as usize)
+            .and_then(|row| row.get_mut(x0 as usize * c..))
+        {
+            copy_selected(dst, values, &self.selected, c);
+        }
+    }
 }
 
 impl MaskPainter {
@@ -221,21 +247,26 @@ impl MaskPainter {
     ) -> Result<(), EffectError> {
         let (width, height) = (frame.width(), frame.height());
         if let MaskEffect::Alpha = effect {
-            return cut_out(frame, masks, invert, &mut self.pixels);
+            return cut_out(frame, masks, invert, &mut self.rows.pixels);
         }
         let mut inside = std::mem::take(&mut self.inside);
         let result = if invert {
             inside.clear();
             inside.resize(width as usize * height as usize, false);
             for mask in masks {
-                mask_rows(mask, (width, height), &mut self.pixels, |y, x0, set| {
-                    let start = y as usize * width as usize + x0 as usize;
-                    if let Some(row) = inside.get_mut(start..start + set.len()) {
-                        for (i, &p) in row.iter_mut().zip(set) {
-                            *i |= p;
+                mask_rows(
+                    mask,
+                    (width, height),
+                    &mut self.rows.pixels,
+                    |y, x0, set| {
+                        let start = y as usize * width as usize + x0 as usize;
+                        if let Some(row) = inside.get_mut(start..start + set.len()) {
+                            for (i, &p) in row.iter_mut().zip(set) {
+                                *i |= p;
+                            }
                         }
-                    }
-                });
+                    },
+                );
             }
             let selection = Selection::Outside {
                 inside: &inside,
@@ -353,24 +384,10 @@ impl MaskPainter {
         }
         let n = (area.x1 - area.x0) as usize;
         for y in area.y0..area.y1 {
-            selection.sample_row(
-                y,
-                area.x0,
-                n,
-                (plane.sub, size),
-                &mut self.selected,
-                &mut self.pixels,
-            );
-            let Some(row) = frame.row_mut(plane.index, y as usize) else {
-                return;
-            };
             let blurred = (y - ext.y0) as usize * ew * c + (area.x0 - ext.x0) as usize * c;
-            if let (Some(dst), Some(values)) = (
-                row.get_mut(area.x0 as usize * c..),
-                self.region.get(blurred..),
-            ) {
-                copy_selected(dst, values, &self.selected, c);
-            }
+            let values = self.region.get(blurred..).unwrap_or_default();
+            self.rows
+                .write(frame, plane, (y, area.x0, n), (selection, size), values);
         }
     }
 
@@ -430,20 +447,13 @@ impl MaskPainter {
                 }
             }
             for y in rows.clone().filter(|y| (area.y0..area.y1).contains(y)) {
-                selection.sample_row(
-                    y,
-                    area.x0,
-                    n,
-                    (plane.sub, size),
-                    &mut self.selected,
-                    &mut self.pixels,
+                self.rows.write(
+                    frame,
+                    plane,
+                    (y, area.x0, n),
+                    (selection, size),
+                    &self.region,
                 );
-                if let Some(dst) = frame
-                    .row_mut(plane.index, y as usize)
-                    .and_then(|row| row.get_mut(area.x0 as usize * c..))
-                {
-                    copy_selected(dst, &self.region, &self.selected, c);
-                }
             }
             by = rows.end;
         }

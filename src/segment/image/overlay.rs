@@ -82,17 +82,12 @@ impl Weights {
         let (w, h) = (mask.width() as usize, mask.height() as usize);
         let fill = fill.min(ONE) as u16;
         let edge = if outline { ONE as u16 } else { fill };
-        // One byte (0 or 1) per pixel of the box, so the rows below
-        // vectorise; the bits are not padded between rows.
-        let mut inside = vec![0u8; (w * h).div_ceil(8) * 8];
-        for (&byte, out) in mask.bits().iter().zip(inside.chunks_exact_mut(8)) {
-            for (bit, o) in out.iter_mut().enumerate() {
-                *o = (byte >> (7 - bit)) & 1;
-            }
-        }
+        // One byte per pixel of the box, so the rows below vectorise.
+        let mut inside = vec![false; w * h];
+        mask.unpack(0, &mut inside);
         // A mask pixel is on the boundary when a 4-neighbour is not in the
         // mask (outside the box counts as not in the mask).
-        let outside = vec![0u8; w];
+        let outside = vec![false; w];
         let row_of = |row: usize| inside.get(row * w..(row + 1) * w);
         let mut map = vec![0u16; w * h];
         for (row, out) in map.chunks_exact_mut(w.max(1)).enumerate() {
@@ -100,14 +95,15 @@ impl Weights {
             let up = row.checked_sub(1).and_then(row_of).unwrap_or(&outside);
             let down = row_of(row + 1).filter(|_| row + 1 < h).unwrap_or(&outside);
             // fill <= edge; branch-free, so the loop below vectorises.
-            let weight =
-                |c: u8, interior: u8| u16::from(c) * (edge - (edge - fill) * u16::from(interior));
+            let weight = |c: bool, interior: bool| {
+                u16::from(c) * (edge - (edge - fill) * u16::from(interior))
+            };
             // The first and last columns have a neighbour outside the box.
             if let (Some(o), Some(&c)) = (out.first_mut(), here.first()) {
-                *o = weight(c, 0);
+                *o = weight(c, false);
             }
             if let (Some(o), Some(&c)) = (out.last_mut(), here.last()) {
-                *o = weight(c, 0);
+                *o = weight(c, false);
             }
             let middle = 1..w.saturating_sub(1);
             let (Some(out), Some(centre), Some(left), Some(right), Some(up), Some(down)) = (
@@ -459,20 +455,11 @@ mod tests {
         assert_eq!(&rgb[..3], [150, 50, 100]);
     }
 
-    /// A small linear congruential generator: the same masks on every run.
-    fn pseudo_random(seed: u32) -> impl FnMut() -> u32 {
-        let mut state = seed;
-        move || {
-            state = state.wrapping_mul(1664525).wrapping_add(1013904223);
-            state >> 16
-        }
-    }
-
     #[test]
     fn weights_follow_the_mask_and_its_4_connected_boundary() {
         // Pseudo-random masks of many shapes, thin ones included, against
         // the definition pixel by pixel.
-        let mut random = pseudo_random(12345);
+        let mut random = crate::segment::testing::random_below(12345);
         for (w, h) in [
             (1, 1),
             (1, 7),
@@ -484,7 +471,7 @@ mod tests {
             (64, 3),
         ] {
             for density in [2, 5, 9] {
-                let bits: Vec<bool> = (0..w * h).map(|_| random() % 10 < density).collect();
+                let bits: Vec<bool> = (0..w * h).map(|_| random(10) < density).collect();
                 let set = |c: i64, r: i64| {
                     (0..w as i64).contains(&c)
                         && (0..h as i64).contains(&r)
@@ -579,7 +566,7 @@ mod tests {
     #[test]
     fn yuv_overlay_equals_its_definition() {
         // Odd and even frame sizes; boxes inside, on the edges and clipped.
-        let mut random = pseudo_random(777);
+        let mut random = crate::segment::testing::random_below(777);
         for format in [PixelFormat::Nv12, PixelFormat::I420] {
             for (w, h) in [(17, 13), (16, 10), (33, 8), (5, 1)] {
                 for (bx, by, bw, bh) in [
@@ -588,8 +575,7 @@ mod tests {
                     (1, 1, w + 4, h + 3),
                     (w - 2, h - 1, 2, 1),
                 ] {
-                    let bits: Vec<bool> =
-                        (0..bw * bh).map(|_| !random().is_multiple_of(3)).collect();
+                    let bits: Vec<bool> = (0..bw * bh).map(|_| random(3) != 0).collect();
                     let mask = BitMask::from_fn(bx, by, bw, bh, |c, r| bits[(r * bw + c) as usize]);
                     for style in [
                         OverlayStyle::default(),

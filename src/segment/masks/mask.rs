@@ -160,6 +160,17 @@ impl BitMask {
         }
     }
 
+    /// The pixels from bit `at` of the box on, row-major, one `bool` each,
+    /// as many as `out` holds; past the mask they are `false`.
+    pub(crate) fn unpack(&self, at: usize, out: &mut [bool]) {
+        for (k, chunk) in out.chunks_mut(64).enumerate() {
+            let word = self.word_at(at + 64 * k, chunk.len());
+            for (j, pixel) in chunk.iter_mut().enumerate() {
+                *pixel = word >> (63 - j) & 1 == 1;
+            }
+        }
+    }
+
     /// Number of set pixels.
     pub fn count_ones(&self) -> u64 {
         self.bits.count_ones() as u64
@@ -260,6 +271,12 @@ mod tests {
                         word | (u64::from(set) << (63 - k))
                     });
                     assert_eq!(mask.word_at(at, n), expected, "{w}x{h} at {at}, {n} bits");
+                }
+                let mut pixels = vec![true; 150];
+                mask.unpack(at, &mut pixels);
+                for (k, &p) in pixels.iter().enumerate() {
+                    let i = at + k;
+                    assert_eq!(p, i < total && pattern(i as u32 % w, i as u32 / w));
                 }
             }
         }

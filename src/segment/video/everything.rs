@@ -38,7 +38,7 @@ use crate::segment::prompt::Prompt;
 use crate::segment::segmenter::{ObjectOrigin, SegmentOptions, SegmentedObject, Segmenter};
 use crate::segment::video::follow::{Plan, Rules, decode};
 use crate::segment::video::ids::IdCounter;
-use crate::segment::video::matching::{Match, greedy_match_moved, mask_iou, match_by_shape};
+use crate::segment::video::matching::{Match, greedy_match_moved, iou_at_least, match_by_shape};
 use crate::segment::video::merge::{Followed, converged};
 use crate::segment::video::reprompt::reprompt;
 use crate::segment::video::schedule::GridSchedule;
@@ -290,9 +290,11 @@ impl EverythingTracker {
             let repeats = self.tracks.iter().any(|t| {
                 t.state != TrackState::Lost
                     && t.accepted_at == Some(inference)
-                    && t.last
-                        .as_ref()
-                        .is_some_and(|l| mask_iou(&l.mask, &object.mask) >= settings.merge_iou)
+                    && t.last.as_ref().is_some_and(|l| {
+                        let areas = (l.mask.count_ones(), object.mask.count_ones());
+                        iou_at_least(&l.mask, (&object.mask, (0, 0)), areas, settings.merge_iou)
+                            .is_some()
+                    })
             });
             if repeats {
                 continue;

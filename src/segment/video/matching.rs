@@ -74,23 +74,27 @@ pub fn mask_iou(a: &BitMask, b: &BitMask) -> f32 {
     iou_from_counts(intersection(a, b), area_a, area_b)
 }
 
-/// The IoU of `a` and `b`, whose areas are `area_a` and `area_b`, when it
-/// is at least `floor`; `None` otherwise. Pairs whose areas or boxes alone
-/// keep them below `floor` are not counted pixel by pixel: the bound uses
-/// an intersection of at most the boxes' overlap and the smaller area, and
-/// [`iou_from_counts`] rounds it as it rounds the exact count, so no pair
-/// that reaches `floor` is skipped.
+/// The IoU of `a` and `b` moved by `offset` (whole pixels), whose areas
+/// are `area_a` and `area_b`, when it is at least `floor`; `None` otherwise.
+/// Pairs whose areas or boxes alone keep them below `floor` are not counted
+/// pixel by pixel: the bound uses an intersection of at most the boxes'
+/// overlap and the smaller area, and [`iou_from_counts`] rounds it as it
+/// rounds the exact count, so no pair that reaches `floor` is skipped.
 pub(crate) fn iou_at_least(
     a: &BitMask,
-    b: &BitMask,
+    (b, offset): (&BitMask, (i64, i64)),
     (area_a, area_b): (u64, u64),
     floor: f32,
 ) -> Option<f32> {
-    let overlap = box_overlap(a, (0, 0), b);
+    let overlap = box_overlap(b, offset, a);
     if iou_from_counts(overlap.min(area_a).min(area_b), area_a, area_b) < floor {
         return None;
     }
-    let iou = iou_from_counts(intersection(a, b), area_a, area_b);
+    let iou = iou_from_counts(
+        shifted_intersection(a, b, offset.0, offset.1),
+        area_a,
+        area_b,
+    );
     (iou >= floor).then_some(iou)
 }
 
@@ -101,11 +105,6 @@ fn iou_from_counts(inter: u64, area_a: u64, area_b: u64) -> f32 {
     } else {
         (inter as f64 / union as f64) as f32
     }
-}
-
-/// Whether the boxes of `a` moved by `(dx, dy)` and of `b` overlap at all.
-fn boxes_overlap(a: &BitMask, offset: (i64, i64), b: &BitMask) -> bool {
-    box_overlap(a, offset, b) > 0
 }
 
 /// Pixels in both the box of `a` moved by `(dx, dy)` and the box of `b`.
@@ -156,22 +155,9 @@ pub fn greedy_match_moved(
     let areas_p: Vec<u64> = previous.iter().map(|(m, _)| m.count_ones()).collect();
     let areas_c: Vec<u64> = current.iter().map(|m| m.count_ones()).collect();
     let mut pairs = Vec::new();
-    for (i, &(p, offset)) in previous.iter().enumerate() {
-        let area_p = areas_p.get(i).copied().unwrap_or(0);
-        for (j, c) in current.iter().enumerate() {
-            let area_c = areas_c.get(j).copied().unwrap_or(0);
-            let (small, large) = (area_p.min(area_c), area_p.max(area_c));
-            // IoU <= small / large, and 0 without overlapping boxes.
-            if small == 0
-                || (small as f64) < f64::from(floor) * large as f64
-                || !boxes_overlap(p, offset, c)
-            {
-                continue;
-            }
-            // intersection(c, p moved by offset)
-            let inter = shifted_intersection(c, p, offset.0, offset.1);
-            let iou = iou_from_counts(inter, area_p, area_c);
-            if iou >= floor {
+    for (i, (&(p, offset), &area_p)) in previous.iter().zip(&areas_p).enumerate() {
+        for (j, (c, &area_c)) in current.iter().zip(&areas_c).enumerate() {
+            if let Some(iou) = iou_at_least(c, (p, offset), (area_c, area_p), floor) {
                 pairs.push(Match {
                     previous: i,
                     current: j,

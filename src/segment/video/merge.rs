@@ -41,18 +41,15 @@ pub(crate) fn converged(
     // the results in a converged pair, computed once each.
     let mut stayed: Vec<Option<f32>> = vec![None; followed.len()];
     let mut stay = |k: usize| -> f32 {
-        let cached = stayed.get(k).copied().flatten();
-        let iou = cached.unwrap_or_else(|| match followed.get(k) {
-            Some(Followed {
-                new,
-                previous: Some(previous),
-            }) => mask_iou(new, previous),
-            _ => 0.0,
-        });
-        if let Some(slot) = stayed.get_mut(k) {
-            *slot = Some(iou);
-        }
-        iou
+        let Some(slot) = stayed.get_mut(k) else {
+            return 0.0;
+        };
+        *slot.get_or_insert_with(|| {
+            followed
+                .get(k)
+                .and_then(|f| Some(mask_iou(f.new, f.previous?)))
+                .unwrap_or(0.0)
+        })
     };
     let mut pairs = Vec::new();
     for (i, (a, &(area_a, previous_a))) in followed.iter().zip(&areas).enumerate() {
@@ -63,11 +60,12 @@ pub(crate) fn converged(
             let (Some(pb), Some(previous_b)) = (b.previous, previous_b) else {
                 continue;
             };
-            let Some(now) = iou_at_least(a.new, b.new, (area_a, area_b), merge_iou) else {
+            let Some(now) = iou_at_least(a.new, (b.new, (0, 0)), (area_a, area_b), merge_iou)
+            else {
                 continue;
             };
             if !keep_prior_duplicates
-                || iou_at_least(pa, pb, (previous_a, previous_b), merge_iou).is_none()
+                || iou_at_least(pa, (pb, (0, 0)), (previous_a, previous_b), merge_iou).is_none()
             {
                 pairs.push((now, i, j, stay(i), stay(j)));
             }

@@ -11,7 +11,6 @@ use gst::glib;
 
 use super::META_NAME;
 use super::prompts::regions::{OWN_ROI_TYPE as ROI_TYPE, Region};
-use crate::segment::masks::mask::BitMask;
 use crate::segment::video::{ObjectPrompt, PromptOrigin, TrackedObject};
 use crate::segment::{GridRound, ObjectOrigin};
 
@@ -137,13 +136,6 @@ fn remove_region_masks(buf: &mut gst::BufferRef) {
     }
 }
 
-/// `mask` cut to the region `(x, y, w, h)`: the bits of the region's box.
-fn mask_in_region(mask: &BitMask, (x, y, w, h): (u32, u32, u32, u32)) -> BitMask {
-    BitMask::from_fn(x, y, w, h, |col, row| {
-        mask.contains(x.saturating_add(col), y.saturating_add(row))
-    })
-}
-
 /// Gives each prompted region of interest its object's mask, as a
 /// `tinysam/mask` parameter relative to the region's box.
 fn attach_region_masks(buf: &mut gst::BufferRef, masks: &FrameMasks<'_>) {
@@ -170,7 +162,7 @@ fn attach_region_masks(buf: &mut gst::BufferRef, masks: &FrameMasks<'_>) {
             (b.x1 - b.x0) as u32,
             (b.y1 - b.y0) as u32,
         );
-        let cut = mask_in_region(&tracked.object.mask, rect);
+        let cut = tracked.object.mask.cropped(rect.0, rect.1, rect.2, rect.3);
         let param = gst::Structure::builder(MASK_PARAM)
             .field("id", object_id(tracked))
             .field("state", tracked.state.as_str())

@@ -71,6 +71,47 @@ impl BitMask {
         }
     }
 
+    /// The `width` x `height` box at frame pixel (`x`, `y`) of this mask:
+    /// a mask whose pixels are this one's, 0 outside it. Copied a row's
+    /// overlap at a time (the region masks of every frame are cut here).
+    pub fn cropped(&self, x: u32, y: u32, width: u32, height: u32) -> BitMask {
+        let (w, own_w) = (width as usize, self.width as usize);
+        let zeros = BitVec::<u8, Msb0>::repeat(false, w);
+        let mut writer = BitWriter::with_capacity(w * height as usize);
+        // The columns of the box that the mask covers, in box coordinates.
+        let left = self.x.saturating_sub(x).min(width) as usize;
+        let right = (u64::from(self.x) + u64::from(self.width))
+            .saturating_sub(u64::from(x))
+            .min(u64::from(width)) as usize;
+        for row in 0..height {
+            let own_row = (u64::from(y) + u64::from(row)).checked_sub(u64::from(self.y));
+            let span = match own_row {
+                Some(r) if r < u64::from(self.height) && left < right => {
+                    // Where the box's column `left` falls in the mask's bits.
+                    let first = (x as usize + left) - self.x as usize;
+                    let start = r as usize * own_w + first;
+                    self.bits.get(start..start + (right - left))
+                }
+                _ => None,
+            };
+            match span {
+                Some(bits) => {
+                    writer.extend(&zeros[..left]);
+                    writer.extend(bits);
+                    writer.extend(&zeros[right..]);
+                }
+                None => writer.extend(&zeros),
+            }
+        }
+        BitMask {
+            x,
+            y,
+            width,
+            height,
+            bits: writer.into_bit_vec(),
+        }
+    }
+
     /// Left edge of the box in frame pixels.
     pub fn x(&self) -> u32 {
         self.x
@@ -280,6 +321,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn crops_hold_the_mask_pixels_and_zeros_around_them() {
+        let mut next = crate::segment::testing::random_below(5);
+        for _ in 0..300 {
+            let (mx, my, mw, mh) = (next(30), next(30), next(80), next(10));
+            let density = next(11);
+            let mask = BitMask::from_fn(mx, my, mw, mh, |_, _| next(10) < density);
+            let (x, y, w, h) = (next(60), next(50), next(100), next(20));
+            let crop = mask.cropped(x, y, w, h);
+            let expected = BitMask::from_fn(x, y, w, h, |c, r| mask.contains(x + c, y + r));
+            assert_eq!(
+                crop, expected,
+                "{mw}x{mh} at {mx},{my} cut to {w}x{h} at {x},{y}"
+            );
+        }
+        // Boxes far from the mask, and at the ends of the coordinates.
+        let mask = BitMask::from_fn(5, 5, 3, 3, |_, _| true);
+        assert_eq!(mask.cropped(u32::MAX - 2, 0, 2, 2).count_ones(), 0);
+        assert_eq!(mask.cropped(0, u32::MAX - 2, 2, 2).count_ones(), 0);
+        assert_eq!(mask.cropped(6, 6, 1, 1).count_ones(), 1);
     }
 
     #[test]

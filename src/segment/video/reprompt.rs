@@ -245,24 +245,19 @@ pub fn shift_logits(logits: &LowResLogits, dx: i64, dy: i64) -> LowResLogits {
     let fill = values.iter().copied().fold(f32::INFINITY, f32::min);
     let fill = if fill.is_finite() { fill } else { -20.0 };
     let mut out = vec![fill; values.len()];
-    for r in 0..h {
-        let Some(sr) = (r as i64).checked_sub(dy) else {
-            continue;
-        };
-        if sr < 0 || sr >= h as i64 {
-            continue;
-        }
-        for c in 0..w {
-            let Some(sc) = (c as i64).checked_sub(dx) else {
-                continue;
-            };
-            if sc < 0 || sc >= w as i64 {
-                continue;
-            }
-            let from = sr as usize * w + sc as usize;
-            if let (Some(v), Some(slot)) = (values.get(from), out.get_mut(r * w + c)) {
-                *slot = *v;
-            }
+    // Each row's cells that stay on the grid, copied as one slice.
+    let shift = |n: usize, d: i64| {
+        let d = d.clamp(-(n as i64), n as i64);
+        let to = d.max(0) as usize;
+        let from = (-d).max(0) as usize;
+        (from, to, n - to.max(from))
+    };
+    let (from_c, to_c, len) = shift(w, dx);
+    let (from_r, to_r, rows) = shift(h, dy);
+    for k in 0..rows {
+        let (src, dst) = ((from_r + k) * w + from_c, (to_r + k) * w + to_c);
+        if let (Some(src), Some(dst)) = (values.get(src..src + len), out.get_mut(dst..dst + len)) {
+            dst.copy_from_slice(src);
         }
     }
     LowResLogits::new(w, h, out).unwrap_or_else(|| logits.clone())
@@ -465,5 +460,33 @@ mod tests {
                 .iter()
                 .all(|&v| v == 1.0)
         );
+    }
+
+    #[test]
+    fn shifted_logits_equal_the_cell_by_cell_definition() {
+        let mut next = crate::segment::testing::random_below(3);
+        for _ in 0..200 {
+            let (w, h) = (1 + next(12) as usize, 1 + next(9) as usize);
+            let values: Vec<f32> = (0..w * h).map(|_| next(1000) as f32 - 500.0).collect();
+            let fill = values.iter().copied().fold(f32::INFINITY, f32::min);
+            let l = LowResLogits::new(w, h, values.clone()).unwrap();
+            let (dx, dy) = (i64::from(next(31)) - 15, i64::from(next(21)) - 10);
+            let expected: Vec<f32> = (0..h as i64)
+                .flat_map(|r| (0..w as i64).map(move |c| (c - dx, r - dy)))
+                .map(|(c, r)| {
+                    let inside = (0..w as i64).contains(&c) && (0..h as i64).contains(&r);
+                    if inside {
+                        values[r as usize * w + c as usize]
+                    } else {
+                        fill
+                    }
+                })
+                .collect();
+            assert_eq!(
+                shift_logits(&l, dx, dy).values(),
+                &expected[..],
+                "{w}x{h} by {dx},{dy}"
+            );
+        }
     }
 }

@@ -156,13 +156,13 @@ fn attach_region_masks(buf: &mut gst::BufferRef, masks: &FrameMasks<'_>) {
         };
         // The region's box clipped to the frame, as its prompt was.
         let b = region.detection.bbox;
-        let rect = (
+        let (x, y, w, h) = (
             b.x0 as u32,
             b.y0 as u32,
             (b.x1 - b.x0) as u32,
             (b.y1 - b.y0) as u32,
         );
-        let cut = tracked.object.mask.cropped(rect.0, rect.1, rect.2, rect.3);
+        let cut = tracked.object.mask.cropped(x, y, w, h);
         let param = gst::Structure::builder(MASK_PARAM)
             .field("id", object_id(tracked))
             .field("state", tracked.state.as_str())

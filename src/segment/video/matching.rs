@@ -40,13 +40,7 @@ pub fn shifted_intersection(a: &BitMask, b: &BitMask, dx: i64, dy: i64) -> u64 {
         // The overlap spans both masks' whole rows and starts on a byte in
         // both (masks with the same box): its rows follow one another, and
         // whole bytes are ANDed, which vectorises.
-        return aligned_run(
-            a.bits(),
-            start_a / 8,
-            b.bits(),
-            start_b / 8,
-            len as usize * rows,
-        );
+        return aligned_run(a, start_a, b, start_b, len as usize * rows);
     }
     // Row by row, 64 pixels at a time: each mask's run of the row loaded
     // into a word, ANDed, counted.
@@ -66,42 +60,23 @@ pub fn shifted_intersection(a: &BitMask, b: &BitMask, dx: i64, dy: i64) -> u64 {
     count
 }
 
-/// Set bits in both of the `n`-bit runs that start at byte `from_a` of
-/// `a` and byte `from_b` of `b` (MSB-first bits).
-fn aligned_run(a: &[u8], from_a: usize, b: &[u8], from_b: usize, n: usize) -> u64 {
-    let whole = n / 8;
-    let (a, b) = (
-        a.get(from_a..).unwrap_or_default(),
-        b.get(from_b..).unwrap_or_default(),
-    );
-    let (a_whole, b_whole) = (
-        a.get(..whole).unwrap_or_default(),
-        b.get(..whole).unwrap_or_default(),
-    );
-    let (a_words, b_words) = (a_whole.chunks_exact(8), b_whole.chunks_exact(8));
-    let rest = a_words
-        .remainder()
-        .iter()
-        .zip(b_words.remainder())
-        .map(|(x, y)| u64::from((x & y).count_ones()))
-        .sum::<u64>();
-    let words = a_words
-        .zip(b_words)
-        .map(|(x, y)| {
-            let word = |bytes: &[u8]| bytes.try_into().map_or(0, u64::from_ne_bytes);
-            u64::from((word(x) & word(y)).count_ones())
-        })
-        .sum::<u64>();
-    // The last byte's bits past the run are masked off (they are padding
-    // or the next row's pixels).
-    let tail_bits = (n % 8) as u32;
-    let tail = match (a.get(whole), b.get(whole)) {
-        (Some(x), Some(y)) if tail_bits > 0 => {
-            u64::from((x & y & !(0xFF >> tail_bits)).count_ones())
-        }
-        _ => 0,
-    };
-    words + rest + tail
+/// Set pixels in both of the `n`-pixel runs from bit `start_a` of `a` and
+/// bit `start_b` of `b`, both on a byte: whole 64-pixel words straight from
+/// the bytes, the last part word through [`BitMask::word_at`].
+fn aligned_run(a: &BitMask, start_a: usize, b: &BitMask, start_b: usize, n: usize) -> u64 {
+    let words = n / 64;
+    let word = |bytes: &[u8]| bytes.try_into().map_or(0, u64::from_ne_bytes);
+    let (from_a, from_b) = (start_a / 8, start_b / 8);
+    let bytes_a = a.bits().get(from_a..from_a + 8 * words).unwrap_or_default();
+    let bytes_b = b.bits().get(from_b..from_b + 8 * words).unwrap_or_default();
+    let whole: u64 = bytes_a
+        .chunks_exact(8)
+        .zip(bytes_b.chunks_exact(8))
+        .map(|(x, y)| u64::from((word(x) & word(y)).count_ones()))
+        .sum();
+    let (done, rest) = (64 * words, n % 64);
+    let last = a.word_at(start_a + done, rest) & b.word_at(start_b + done, rest);
+    whole + u64::from(last.count_ones())
 }
 
 /// IoU of two masks' shapes, `b` moved so that the centres of the masks'
